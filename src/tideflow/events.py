@@ -1,0 +1,172 @@
+"""The change event: the one record type that flows from sources to destinations.
+
+A source turns what it reads into a stream of :data:`Record` values: :class:`ChangeEvent` for
+row changes, :class:`Commit` at every transaction end (and for heartbeats/keepalives that only
+move the position), and :class:`Message` for logical messages (e.g. snapshot watermarks). The
+runtime batches records and only ever acknowledges upstream a :class:`Commit` position
+(invariant 1), so a restart resumes at a transaction boundary.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+
+class Op(enum.StrEnum):
+    """Operation codes, spelled as in the Debezium envelope."""
+
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    READ = "r"  # a row copied by a snapshot
+    TRUNCATE = "t"
+
+
+class _Unchanged:
+    """Marker for a value the source did not send (Postgres unchanged TOAST).
+
+    It is a distinct object, never a string, so it cannot leak into a destination as data:
+    writers must leave such a column as it is.
+    """
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a source table.
+
+    ``type`` is the source's own type name (e.g. ``numeric(12,2)``, ``timestamptz``,
+    ``int4[]``); ``kind`` is the portable family destinations map from (see
+    :data:`COLUMN_KINDS`).
+    """
+
+    name: str
+    type: str
+    kind: str
+    nullable: bool = True
+    key: bool = False
+
+
+#: Portable column families. Values in events have these Python types:
+#: int → int, float → float, decimal → decimal.Decimal, bool → bool, text → str,
+#: bytes → bytes, date → datetime.date, time → datetime.time, timetz → str,
+#: timestamp → datetime.datetime (naive), timestamptz → datetime.datetime (aware, UTC),
+#: interval → str (ISO 8601 duration), uuid → str, json → str (the JSON text, unparsed),
+#: array → list, enum → str, other → str (the source's text form; never dropped).
+COLUMN_KINDS: Final = frozenset(
+    {
+        "int", "float", "decimal", "bool", "text", "bytes", "date", "time", "timetz",
+        "timestamp", "timestamptz", "interval", "uuid", "json", "array", "enum", "other",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """A table's shape as the source knows it; ``version`` grows on every change."""
+
+    schema: str
+    table: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    version: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def column(self, name: str) -> Column | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+
+@dataclass(slots=True)
+class ChangeEvent:
+    """One row change.
+
+    ``before`` is present for updates/deletes when the source has it (replica identity);
+    ``after`` for creates/updates/reads. Values follow :data:`COLUMN_KINDS`; a value the source
+    did not send is :data:`UNCHANGED`. ``position`` is the source position of this event (for
+    ordering and diagnostics only, never acknowledged by itself); ``commit_ts_ms`` is the
+    source commit time in epoch milliseconds.
+    """
+
+    op: Op
+    table: TableSchema
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    position: dict[str, Any]
+    commit_ts_ms: int
+    txid: int | None = None
+    snapshot: bool = False
+
+    def key(self) -> tuple[Any, ...]:
+        row = self.after if self.after is not None else self.before
+        if row is None:
+            return ()
+        return tuple(row.get(k) for k in self.table.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The end of a transaction, or a heartbeat/keepalive that moves the position.
+
+    Once every event before it is durable, ``position`` may be checkpointed and acknowledged
+    upstream. ``position`` is the source's serialised position (see ``Position`` in
+    :mod:`tideflow.connectors.base`).
+    """
+
+    position: dict[str, Any]
+    commit_ts_ms: int
+    heartbeat: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A logical message written into the change stream (e.g. a snapshot watermark)."""
+
+    prefix: str
+    content: bytes
+    position: dict[str, Any]
+    transactional: bool = False
+
+
+Record = ChangeEvent | Commit | Message
+
+
+@dataclass(slots=True)
+class Batch:
+    """A bounded run of records handed from a source to a pipeline.
+
+    ``position`` is the last :class:`Commit` position inside or before the batch: once the
+    batch is durable at the destination, that position may be checkpointed (invariant 1).
+    A batch may end mid-transaction; its ``position`` then still points at the previous
+    commit, so a restart replays the partial transaction (duplicates, never gaps: invariant 2).
+    """
+
+    events: list[ChangeEvent] = field(default_factory=list)
+    position: dict[str, Any] | None = None
+    last_commit_ts_ms: int | None = None
+    bytes: int = 0

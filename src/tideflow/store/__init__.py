@@ -1,0 +1,1 @@
+"""The metadata store shared by the control plane and the data plane."""

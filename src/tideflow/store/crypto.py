@@ -1,0 +1,46 @@
+"""Encryption at rest for connector secrets.
+
+The key comes from ``TIDEFLOW_SECRET_KEY`` (any string; it is stretched with SHA-256 into a
+Fernet key) or from ``<data_dir>/secret.key``, generated on first start with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from tideflow.errors import TerminalError
+
+
+class SecretBox:
+    def __init__(self, key_material: str) -> None:
+        digest = hashlib.sha256(key_material.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    @classmethod
+    def from_settings(cls, secret_key: str | None, data_dir: Path) -> SecretBox:
+        if secret_key:
+            return cls(secret_key)
+        path = data_dir / "secret.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode())
+        return cls(path.read_text().strip())
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise TerminalError(
+                "cannot decrypt a stored secret: TIDEFLOW_SECRET_KEY or secret.key changed",
+                code="secret_key_mismatch",
+            ) from None
