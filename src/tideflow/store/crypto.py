@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -44,3 +46,37 @@ class SecretBox:
                 "cannot decrypt a stored secret: TIDEFLOW_SECRET_KEY or secret.key changed",
                 code="secret_key_mismatch",
             ) from None
+
+
+SECRET_MARK = "$secret"
+
+
+def seal_config(
+    box: SecretBox, config: dict[str, Any], secret_keys: frozenset[str]
+) -> dict[str, Any]:
+    """The config to store: same keys, same order; secret values encrypted as
+    ``{"$secret": "<ciphertext>"}`` (the original JSON value is kept, type included)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in secret_keys and value is not None:
+            out[key] = {SECRET_MARK: box.encrypt(json.dumps(value))}
+        else:
+            out[key] = value
+    return out
+
+
+def reveal_config(box: SecretBox, stored: dict[str, Any]) -> dict[str, Any]:
+    """The client's original config from a stored one (secrets decrypted)."""
+    return {
+        key: json.loads(box.decrypt(value[SECRET_MARK])) if _is_sealed(value) else value
+        for key, value in stored.items()
+    }
+
+
+def mask_config(stored: dict[str, Any], mask: str = "********") -> dict[str, Any]:
+    """The config to show a caller who may not see secrets."""
+    return {key: mask if _is_sealed(value) else value for key, value in stored.items()}
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and SECRET_MARK in value
