@@ -43,7 +43,7 @@ def serve(
     url = f"http://{host}:{port}"
     typer.echo(f"Tideflow is listening on {url}  (API docs: {url}/docs)", err=True)
     if banner:
-        typer.echo(banner, err=True)
+        typer.echo(banner.replace("http://HOST:PORT", url), err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:

@@ -20,7 +20,8 @@ from tideflow.errors import TerminalError
 
 class SecretBox:
     def __init__(self, key_material: str) -> None:
-        digest = hashlib.sha256(key_material.encode()).digest()
+        self.key_material = key_material.encode()
+        digest = hashlib.sha256(self.key_material).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
 
     @classmethod
