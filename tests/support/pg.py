@@ -38,7 +38,8 @@ def drop_database(name: str) -> None:
         ).fetchall():
             conn.execute(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,)
+                "WHERE slot_name = %s AND active_pid IS NOT NULL",
+                (slot,),
             )
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -53,7 +54,9 @@ def temp_database(prefix: str = "tf") -> Iterator[str]:
         drop_database(name)
 
 
-def table_checksum(dbname: str, table: str, columns: str = "*", order_by: str = "1") -> tuple[int, str]:
+def table_checksum(
+    dbname: str, table: str, columns: str = "*", order_by: str = "1"
+) -> tuple[int, str]:
     """(row count, md5 of all rows in key order) — compare source and destination contents."""
     with psycopg.connect(dsn(dbname)) as conn:
         row = conn.execute(

@@ -72,8 +72,16 @@ class Server:
         self.log_path = self.data_dir / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         cmd = [
-            sys.executable, "-m", "tideflow.cli.main", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--data-dir", str(self.data_dir),
+            sys.executable,
+            "-m",
+            "tideflow.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
         ]
         if not self.worker:
             cmd.append("--no-worker")
