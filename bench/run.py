@@ -1,0 +1,237 @@
+"""`make bench`: streaming throughput, latency and memory of Tideflow on this machine.
+
+Every figure is measured end to end through a live `tideflow serve` process against the real
+Postgres of `make services`, and every run verifies the destination received every row before
+it reports a figure. Results are printed and written to bench/results/<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pyarrow.parquet as pq
+from tests.support import api, pg
+from tests.support.server import Server, wait_until
+
+ROOT = Path(__file__).resolve().parent
+TABLE = """
+CREATE TABLE public.bench (
+    id bigint PRIMARY KEY,
+    account integer NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    note text NOT NULL,
+    created timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+# ~150 bytes per row on the wire.
+INSERT = (
+    "INSERT INTO public.bench (id, account, amount, note) "
+    "SELECT g, g % 1000, (g % 100000) / 100.0, repeat(md5(g::text), 3) "
+    "FROM generate_series(%s::bigint, %s::bigint) g"
+)
+
+
+def insert_rows(dbname: str, total: int, per_tx: int = 100_000, start: int = 1) -> None:
+    with psycopg.connect(pg.dsn(dbname)) as conn:
+        for lo in range(start, start + total, per_tx):
+            conn.execute(INSERT, (lo, min(lo + per_tx, start + total) - 1))
+            conn.commit()
+
+
+def count(dbname: str, table: str = "public.bench") -> int:
+    try:
+        with psycopg.connect(pg.dsn(dbname)) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def parquet_rows(root: Path) -> int:
+    return sum(pq.read_metadata(p).num_rows for p in root.rglob("*.parquet"))
+
+
+class Bench:
+    def __init__(self, rows: int, work: Path) -> None:
+        self.rows = rows
+        self.work = work
+        self.server = Server(work / "server", worker=True).start()
+        self.client = self.server.client()
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+
+    def pipeline(self, src: str, destination: dict[str, Any]) -> dict[str, Any]:
+        source = api.create(
+            self.client,
+            "/sources",
+            {
+                "name": api.unique("bsrc"),
+                "connector": "postgresql",
+                "config": api.pg_source_config(src, "public.bench"),
+            },
+        )
+        dest = api.create(self.client, "/destinations", {"name": api.unique("bdst"), **destination})
+        pipe = api.create_pipeline(self.client, source, dest)
+        api.wait_status(self.client, "pipelines", pipe["id"], "Active")
+        api.wait_status(self.client, "sources", source["id"], "Active")
+        return source
+
+    def drain(self, source: dict[str, Any], src: str, done: Any) -> float:
+        """Pause, write `rows` rows, resume, and time until `done()` says all arrived."""
+        self.client.post(f"/sources/{source['id']}/pause").raise_for_status()
+        api.wait_status(self.client, "sources", source["id"], "Paused")
+        insert_rows(src, self.rows)
+        started = time.perf_counter()
+        self.client.post(f"/sources/{source['id']}/resume").raise_for_status()
+        wait_until(done, 1800, interval=0.2, what="all rows to arrive")
+        return self.rows / (time.perf_counter() - started)
+
+    def to_postgres(self) -> float:
+        with pg.temp_database("bsrc") as src, pg.temp_database("bdst") as dst:
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                conn.execute(TABLE)
+            source = self.pipeline(
+                src, {"connector": "postgresql", "config": api.pg_destination_config(dst)}
+            )
+            return self.drain(source, src, lambda: count(dst) >= self.rows)
+
+    def to_parquet(self) -> float:
+        with pg.temp_database("bsrc") as src:
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                conn.execute(TABLE)
+            lake = self.work / f"lake-{time.time_ns()}"
+            source = self.pipeline(
+                src,
+                {
+                    "connector": "files",
+                    "config": {"path.user.defined": str(lake), "format.user.defined": "parquet"},
+                },
+            )
+            return self.drain(source, src, lambda: parquet_rows(lake) >= self.rows)
+
+    def latency(self, rate: int, seconds: int) -> dict[str, float]:
+        """Commit → durable-at-destination latency at a fixed rate, from the destination's
+        own clock (`arrived` default) against the source commit time column."""
+        with pg.temp_database("bsrc") as src, pg.temp_database("bdst") as dst:
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                conn.execute(TABLE)
+            self.pipeline(
+                src, {"connector": "postgresql", "config": api.pg_destination_config(dst)}
+            )
+            insert_rows(src, 1)
+            wait_until(lambda: count(dst) >= 1, 60, what="first row")
+            with psycopg.connect(pg.dsn(dst), autocommit=True) as conn:
+                conn.execute(
+                    "ALTER TABLE public.bench ADD COLUMN arrived timestamptz "
+                    "DEFAULT clock_timestamp()"
+                )
+            per_tick, tick = max(1, rate // 100), 0.01
+            next_id, deadline = 2, time.perf_counter() + seconds
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                t0 = time.perf_counter()
+                while time.perf_counter() < deadline:
+                    conn.execute(INSERT, (next_id, next_id + per_tick - 1))
+                    next_id += per_tick
+                    t0 += tick
+                    time.sleep(max(0.0, t0 - time.perf_counter()))
+            total = next_id - 1
+            wait_until(lambda: count(dst) >= total, 120, what="latency rows")
+            with psycopg.connect(pg.dsn(dst)) as conn:
+                lat = [
+                    float(r[0])
+                    for r in conn.execute(
+                        "SELECT extract(epoch FROM arrived - created) * 1000 FROM public.bench "
+                        "WHERE id > 1"
+                    )
+                ]
+            lat.sort()
+            return {
+                "rows": float(len(lat)),
+                "p50_ms": round(statistics.median(lat), 1),
+                "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
+                "achieved_rows_per_s": round(len(lat) / seconds),
+            }
+
+    def peak_rss(self, rows: int) -> float:
+        """Peak RSS (MB) of the server while streaming one `rows`-row transaction."""
+        with pg.temp_database("bsrc") as src, pg.temp_database("bdst") as dst:
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                conn.execute(TABLE)
+            source = self.pipeline(
+                src, {"connector": "postgresql", "config": api.pg_destination_config(dst)}
+            )
+            assert self.server.proc is not None
+            proc = psutil.Process(self.server.proc.pid)
+            peak = [proc.memory_info().rss]
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    peak[0] = max(peak[0], proc.memory_info().rss)
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            self.client.post(f"/sources/{source['id']}/pause").raise_for_status()
+            api.wait_status(self.client, "sources", source["id"], "Paused")
+            insert_rows(src, rows, per_tx=rows)
+            self.client.post(f"/sources/{source['id']}/resume").raise_for_status()
+            wait_until(lambda: count(dst) >= rows, 1800, interval=0.5, what="big transaction")
+            stop.set()
+            sampler.join()
+            return round(peak[0] / 2**20, 1)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-tx", type=int, default=2_000_000)
+    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--seconds", type=int, default=30)
+    args = parser.parse_args()
+    work = Path(os.environ.get("TIDEFLOW_BENCH_DIR", "/tmp/tideflow-bench")) / str(time.time_ns())
+    bench = Bench(args.rows, work)
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine()}
+    try:
+        results["pg_to_pg_rows_per_s"] = round(bench.to_postgres())
+        print(f"Postgres → Postgres: {results['pg_to_pg_rows_per_s']:,} rows/s", flush=True)
+        results["pg_to_parquet_rows_per_s"] = round(bench.to_parquet())
+        print(f"Postgres → Parquet:  {results['pg_to_parquet_rows_per_s']:,} rows/s", flush=True)
+        results["latency"] = bench.latency(args.rate, args.seconds)
+        print(f"Latency at {args.rate} rows/s: {results['latency']}", flush=True)
+        results["peak_rss_mb_big_tx"] = bench.peak_rss(args.big_tx)
+        print(
+            f"Peak RSS, one {args.big_tx:,}-row transaction: {results['peak_rss_mb_big_tx']} MB",
+            flush=True,
+        )
+    finally:
+        bench.close()
+    out = ROOT / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
