@@ -15,80 +15,119 @@ def split_list(value: str | None) -> list[str]:
 
 class PostgresSourceConfig(ConnectorConfig):
     hostname: str = setting(
-        key="database.hostname.user.defined", display_name="Hostname",
+        key="database.hostname.user.defined",
+        display_name="Hostname",
         description="Host name or IP address of the Postgres server.",
     )
     port: int = setting(
-        5432, key="database.port.user.defined", display_name="Port",
+        5432,
+        key="database.port.user.defined",
+        display_name="Port",
         description="TCP port of the Postgres server.",
     )
     user: str = setting(
-        key="database.user", display_name="Username",
+        key="database.user",
+        display_name="Username",
         description="User with the REPLICATION attribute and SELECT on captured tables.",
     )
     password: str = setting(
-        key="database.password", display_name="Password", secret=True,
+        key="database.password",
+        display_name="Password",
+        secret=True,
         description="Password of the database user.",
     )
     dbname: str = setting(
-        key="database.dbname", display_name="Database",
+        key="database.dbname",
+        display_name="Database",
         description="Database to capture changes from.",
     )
     sslmode: Literal["require", "disable", "prefer", "verify-ca", "verify-full"] = setting(
-        "require", key="database.sslmode", display_name="SSL mode",
+        "require",
+        key="database.sslmode",
+        display_name="SSL mode",
         description="libpq sslmode used for every connection to the source.",
     )
     schema_include: str | None = setting(
-        None, key="schema.include.list", display_name="Schemas",
+        None,
+        key="schema.include.list",
+        display_name="Schemas",
         description="Comma-separated schemas to capture (all tables in them).",
     )
     table_include: str | None = setting(
-        None, key="table.include.list.user.defined", display_name="Tables",
+        None,
+        key="table.include.list.user.defined",
+        display_name="Tables",
         description="Comma-separated schema.table names to capture.",
     )
     column_include: str | None = setting(
-        None, key="column.include.list.user.defined", display_name="Included columns",
+        None,
+        key="column.include.list.user.defined",
+        display_name="Included columns",
         description="Comma-separated schema.table.column names to keep (others dropped).",
     )
     column_exclude: str | None = setting(
-        None, key="column.exclude.list.user.defined", display_name="Excluded columns",
+        None,
+        key="column.exclude.list.user.defined",
+        display_name="Excluded columns",
         description="Comma-separated schema.table.column names to drop.",
     )
     slot_name: str = setting(
-        "tideflow_slot", key="slot.name", display_name="Replication slot",
+        "tideflow_slot",
+        key="slot.name",
+        display_name="Replication slot",
         description="Logical replication slot (pgoutput); created when missing.",
     )
     publication_name: str = setting(
-        "tideflow_pub", key="publication.name", display_name="Publication",
+        "tideflow_pub",
+        key="publication.name",
+        display_name="Publication",
         description="Publication of the captured tables; created when missing.",
     )
     heartbeat_enabled: bool = setting(
-        True, key="heartbeat.enabled", display_name="Heartbeats",
+        True,
+        key="heartbeat.enabled",
+        display_name="Heartbeats",
         description="Emit periodic heartbeats so an idle captured table never pins WAL.",
     )
+    heartbeat_interval_ms: int = setting(
+        10000,
+        key="heartbeat.interval.ms",
+        display_name="Heartbeat interval (ms)",
+        description="Write a heartbeat after this long without any change from the database.",
+    )
     heartbeat_schema: str | None = setting(
-        None, key="heartbeat.data.collection.schema.or.database",
+        None,
+        key="heartbeat.data.collection.schema.or.database",
         display_name="Heartbeat table schema",
         description="Schema of a heartbeat table to update instead of logical messages.",
     )
     heartbeat_logical_message: bool = setting(
-        True, key="heartbeat.use.logical.message", display_name="Heartbeat via logical message",
+        True,
+        key="heartbeat.use.logical.message",
+        display_name="Heartbeat via logical message",
         description="Use pg_logical_emit_message for heartbeats (no table needed).",
     )
     signal_schema: str | None = setting(
-        None, key="signal.data.collection.schema.or.database", display_name="Signal table schema",
+        None,
+        key="signal.data.collection.schema.or.database",
+        display_name="Signal table schema",
         description="Schema holding the tideflow_signal table used for snapshot watermarks.",
     )
     snapshot_read_only: Literal["Yes", "No"] = setting(
-        "Yes", key="snapshot.read.only.user.defined", display_name="Read-only snapshots",
+        "Yes",
+        key="snapshot.read.only.user.defined",
+        display_name="Read-only snapshots",
         description="Write snapshot watermarks as logical messages instead of signal rows.",
     )
     binary_handling_mode: Literal["bytes", "base64", "base64-url-safe", "hex"] = setting(
-        "bytes", key="binary.handling.mode", display_name="Binary handling",
+        "bytes",
+        key="binary.handling.mode",
+        display_name="Binary handling",
         description="How bytea values are represented in change events.",
     )
     include_db_name: bool = setting(
-        False, key="include.source.db.name.in.table.name.user.defined",
+        False,
+        key="include.source.db.name.in.table.name.user.defined",
         display_name="Prefix topics with database name",
         description="Name topics database.schema.table instead of schema.table.",
     )

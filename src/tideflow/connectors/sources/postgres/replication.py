@@ -1,0 +1,214 @@
+"""The streaming replication protocol of a logical slot, over psycopg's low-level libpq API.
+
+psycopg has no replication API, but a ``replication=database`` connection opened with
+``psycopg.pq.PGconn`` accepts ``START_REPLICATION ... LOGICAL`` through the simple query
+protocol and then streams CopyBoth data. Each CopyData message from the server is either
+
+- ``w`` XLogData: ``Int64 start LSN, Int64 server WAL end, Int64 send time`` then the output
+  plugin's message (pgoutput), or
+- ``k`` primary keepalive: ``Int64 server WAL end, Int64 send time, Byte1 reply requested``,
+
+and the client answers with ``r`` standby status updates: ``Int64 write, Int64 flush,
+Int64 apply, Int64 client time, Byte1 reply requested``. For a logical slot the server moves
+``confirmed_flush_lsn`` to the *flush* LSN we report, so we report only what the runtime
+acknowledged (invariant 1), and never less than before (invariant 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from psycopg import pq
+
+from tideflow.connectors.sources.postgres.position import format_lsn
+from tideflow.errors import TideflowError, TransientError
+
+XLOG_HEADER: Final = 25  # 'w' + start LSN + WAL end + send time
+XLOG_START = struct.Struct(">Q").unpack_from  # at offset 1 of a 'w' message
+KEEPALIVE = struct.Struct(">QqB").unpack_from  # at offset 1 of a 'k' message
+_STATUS = struct.Struct(">cQQQqB").pack
+_PG_EPOCH_US = 946_684_800_000_000
+_TICK_EVERY = 256  # messages between clock checks while data keeps flowing
+_W, _K = 119, 107
+
+#: (libpq error message, SQLSTATE or None) → the error to raise
+ErrorClassifier = Callable[[str, str | None], TideflowError]
+
+
+def pg_now_us() -> int:
+    """Microseconds since 2000-01-01 UTC, the protocol's clock."""
+    return time.time_ns() // 1000 - _PG_EPOCH_US
+
+
+class ReplicationStream:
+    """Streams one logical slot. Owned by one thread; ``close`` may be called at any time.
+
+    ``read`` returns raw CopyData messages (``w`` and ``k``); keepalives that ask for a reply
+    are answered inside ``read``. ``confirm`` records the acknowledged flush LSN, reported in
+    the next status update: at once when the last update is over ``prompt`` seconds old,
+    otherwise from a later ``read`` within ``prompt`` seconds, and every ``status_interval``
+    regardless. A server silent for ``server_timeout`` seconds (status updates ask it to
+    answer) is reported as a :class:`TransientError`.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        classify: ErrorClassifier,
+        *,
+        status_interval: float = 10.0,
+        prompt: float = 1.0,
+        server_timeout: float = 120.0,
+    ) -> None:
+        self._conninfo = conninfo
+        self._classify = classify
+        self._status_interval = status_interval
+        self._prompt = prompt
+        self._server_timeout = server_timeout
+        self._conn: pq.abc.PGconn | None = None
+        self.flushed = 0  # the flush LSN we report: only ever acknowledged positions
+        self.server_wal_end = 0
+        self._reported = -1
+        self._last_status = 0.0
+        self._last_rx = 0.0
+        self._received = False
+        self._countdown = _TICK_EVERY
+
+    def start(self, slot: str, start_lsn: int, options: Sequence[tuple[str, str]]) -> None:
+        """Connect and ``START_REPLICATION`` at ``start_lsn`` (the flush LSN reported so far)."""
+        conn = pq.PGconn.connect(self._conninfo.encode())
+        if conn.status != pq.ConnStatus.OK:
+            message = conn.get_error_message()
+            conn.finish()
+            raise self._classify(message, None)
+        self._conn = conn
+        opts = ", ".join(f"{k} '{v.replace(chr(39), chr(39) * 2)}'" for k, v in options)
+        command = f"START_REPLICATION SLOT {slot} LOGICAL {format_lsn(start_lsn)} ({opts})"
+        conn.send_query(command.encode())
+        result = conn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_BOTH:
+            raise self._result_error(result)
+        self.flushed = max(self.flushed, start_lsn)
+        self._last_rx = self._last_status = time.monotonic()
+
+    def read(self, timeout: float) -> bytes | None:
+        """The next CopyData message, or ``None`` when none arrives within ``timeout`` s."""
+        conn = self._conn
+        if conn is None:
+            raise TransientError("replication stream is closed")
+        n, data = conn.get_copy_data(1)
+        if n > 0:
+            self._received = True
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self._tick(time.monotonic())
+            return self._keepalive(data) if data[0] == _K else bytes(data)
+        deadline = time.monotonic() + timeout
+        while True:
+            if n == 0:
+                self._consume(conn)
+                n, data = conn.get_copy_data(1)
+            if n > 0:
+                self._received = True
+                return self._keepalive(data) if data[0] == _K else bytes(data)
+            if n < 0:
+                raise self._end_of_stream(conn, n)
+            now = time.monotonic()
+            wait = self._tick(now)
+            remaining = deadline - now
+            if remaining <= 0:
+                return None
+            try:
+                select.select([conn.socket], [], [], min(remaining, wait))
+            except (OSError, ValueError) as exc:
+                raise TransientError(f"replication connection lost: {exc}") from exc
+            n = 0
+
+    def confirm(self, lsn: int) -> None:
+        """Report ``lsn`` as flushed; earlier LSNs than already reported are ignored."""
+        if lsn <= self.flushed:
+            return
+        self.flushed = lsn
+        if time.monotonic() - self._last_status >= self._prompt:
+            self._send_status(reply=False)
+
+    def close(self) -> None:
+        """Report the last acknowledged LSN, then drop the connection. Never raises."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        # Best effort on the way out: close never raises.
+        with contextlib.suppress(Exception):
+            if self.flushed != self._reported and conn.status == pq.ConnStatus.OK:
+                self._put_status(conn, reply=False)
+        conn.finish()
+
+    def _keepalive(self, data: memoryview) -> bytes:
+        wal_end, _send_time, reply = KEEPALIVE(data, 1)
+        if wal_end > self.server_wal_end:
+            self.server_wal_end = wal_end
+        if reply:
+            self._send_status(reply=False)
+        return bytes(data)
+
+    def _tick(self, now: float) -> float:
+        """Send due status updates and check liveness; return seconds until the next duty."""
+        self._countdown = _TICK_EVERY
+        if self._received:
+            self._received = False
+            self._last_rx = now
+        elif now - self._last_rx > self._server_timeout:
+            raise TransientError(
+                f"no message from Postgres for {self._server_timeout:.0f} s on the replication "
+                "connection"
+            )
+        pending = self.flushed != self._reported
+        due = self._last_status + (self._prompt if pending else self._status_interval)
+        if now >= due:
+            # Ask for a reply when the server has been quiet, to prove it is still there.
+            self._send_status(reply=now - self._last_rx >= self._status_interval)
+            due = now + self._status_interval
+        return max(0.0, due - now)
+
+    def _send_status(self, *, reply: bool) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._put_status(conn, reply=reply)
+
+    def _put_status(self, conn: pq.abc.PGconn, *, reply: bool) -> None:
+        lsn = self.flushed
+        # write = flush = apply: nothing beyond the acknowledged LSN is ever reported, so even
+        # a synchronous-replication setup naming this slot cannot count unflushed data.
+        message = _STATUS(b"r", lsn, lsn, lsn, pg_now_us(), 1 if reply else 0)
+        if conn.put_copy_data(message) != 1 or conn.flush() != 0:
+            raise self._classify(conn.get_error_message(), None)
+        self._reported = lsn
+        self._last_status = time.monotonic()
+
+    def _consume(self, conn: pq.abc.PGconn) -> None:
+        try:
+            conn.consume_input()
+        except Exception as exc:
+            raise self._classify(conn.get_error_message() or str(exc), None) from exc
+
+    def _end_of_stream(self, conn: pq.abc.PGconn, n: int) -> TideflowError:
+        """The server ended the stream (-1) or the connection failed (-2)."""
+        result = conn.get_result() if n == -1 else None
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            return self._result_error(result)
+        message = conn.get_error_message() or "the server ended the replication stream"
+        return self._classify(message, None)
+
+    def _result_error(self, result: pq.abc.PGresult | None) -> TideflowError:
+        conn = self._conn
+        if result is None:
+            return self._classify(conn.get_error_message() if conn else "no result", None)
+        state = result.error_field(pq.DiagnosticField.SQLSTATE)
+        message = result.get_error_message() or f"unexpected result status {result.status}"
+        return self._classify(message, state.decode() if state else None)

@@ -1,0 +1,184 @@
+"""The upstream objects a source owns: its publication and its logical replication slot.
+
+A publication the source creates carries a comment marker; only such a publication is altered
+when the include lists change and dropped with the source. A publication someone else created
+is used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tideflow.connectors.sources.postgres.position import format_lsn
+from tideflow.connectors.sources.postgres.selection import Selection
+from tideflow.errors import TerminalError, TransientError
+
+Conn = psycopg.Connection[Any]
+MARKER = "created by tideflow"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    plugin: str | None
+    database: str | None
+    confirmed_flush: int
+    wal_status: str | None
+    active_pid: int | None
+
+
+def slot_info(conn: Conn, slot: str) -> SlotInfo | None:
+    row = conn.execute(
+        "SELECT plugin::text, database::text,"
+        " coalesce((confirmed_flush_lsn - '0/0')::int8, 0), wal_status, active_pid"
+        " FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    return SlotInfo(*row) if row else None
+
+
+def create_slot(conn: Conn, slot: str) -> SlotInfo:
+    """Create the pgoutput slot; a concurrent creator winning the race is fine."""
+    with contextlib.suppress(psycopg.errors.DuplicateObject):
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    info = slot_info(conn, slot)
+    if info is None:
+        raise TransientError(f"replication slot '{slot}' vanished right after its creation")
+    return info
+
+
+def check_slot(info: SlotInfo | None, slot: str, dbname: str, start: int | None) -> None:
+    """Refuse a slot that cannot deliver every change after ``start`` (invariant 5)."""
+    if info is None:
+        if start is not None:
+            raise TerminalError(
+                f"replication slot '{slot}' was dropped; changes after LSN {format_lsn(start)} "
+                "may be lost. Re-snapshot the source's tables (a new slot is created when the "
+                "source starts without a stored position).",
+                code="slot_lost",
+            )
+        return
+    if info.plugin != "pgoutput" or info.database != dbname:
+        raise TerminalError(
+            f"replication slot '{slot}' exists but belongs to plugin '{info.plugin}' in "
+            f"database '{info.database}'; choose another slot.name",
+            code="slot_conflict",
+        )
+    if info.wal_status == "lost":
+        raise TerminalError(
+            f"replication slot '{slot}' was invalidated by Postgres (its WAL was removed, see "
+            "max_slot_wal_keep_size); changes may be lost. Drop the slot and re-snapshot.",
+            code="slot_lost",
+        )
+    if start is not None and info.confirmed_flush > start:
+        raise TerminalError(
+            f"replication slot '{slot}' has advanced to {format_lsn(info.confirmed_flush)}, "
+            f"past this source's checkpoint {format_lsn(start)}; changes in between cannot be "
+            "read again. Was the slot shared or advanced by hand? Re-snapshot the source.",
+            code="position_gap",
+        )
+
+
+def _targets(conn: Conn, selection: Selection) -> sql.Composable:
+    parts: list[sql.Composable] = []
+    tables = list(selection.tables)
+    if selection.schemas and conn.info.server_version >= 150000:
+        schemas = sql.SQL(", ").join(map(sql.Identifier, selection.schemas))
+        parts.append(sql.SQL("TABLES IN SCHEMA {}").format(schemas))
+    elif selection.schemas:  # before 15: list the schemas' tables
+        rows = conn.execute(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            (list(selection.schemas),),
+        ).fetchall()
+        tables += [(r[0], r[1]) for r in rows]
+    if tables:
+        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
+        parts.append(sql.SQL("TABLE {}").format(names))
+    return sql.SQL(", ").join(parts)
+
+
+def ensure_publication(conn: Conn, name: str, selection: Selection, dbname: str) -> None:
+    """Create the publication, or bring one we created in line with the include lists."""
+    if selection.empty:
+        raise TerminalError(
+            "nothing to capture: set table.include.list.user.defined or schema.include.list",
+            code="invalid_config",
+        )
+    row = conn.execute(
+        "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    pub = sql.Identifier(name)
+    try:
+        if row is None:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL(
+                        "CREATE PUBLICATION {} FOR {} WITH (publish_via_partition_root = true)"
+                    ).format(pub, _targets(conn, selection))
+                )
+                conn.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(pub, MARKER))
+        elif (row[0] or "").startswith(MARKER):
+            conn.execute(
+                sql.SQL("ALTER PUBLICATION {} SET {}").format(pub, _targets(conn, selection))
+            )
+    except psycopg.errors.UndefinedTable as exc:
+        raise TerminalError(
+            f"cannot publish the configured tables: {exc.diag.message_primary} in database "
+            f"'{dbname}'; fix table.include.list.user.defined",
+            code="table_missing",
+        ) from exc
+    except psycopg.errors.UndefinedObject as exc:
+        raise TerminalError(
+            f"cannot publish the configured schemas: {exc.diag.message_primary}",
+            code="schema_missing",
+        ) from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise TerminalError(
+            f"cannot create or alter publication '{name}': {exc.diag.message_primary}. Ask an "
+            f"administrator to run CREATE PUBLICATION {name} FOR TABLE <tables> (or make the "
+            "user own the tables)",
+            code="insufficient_privilege",
+        ) from exc
+
+
+def drop_slot(conn: Conn, slot: str, *, force: bool) -> None:
+    """Drop the slot; with ``force`` first end the walsender holding it. Missing is fine."""
+    info = slot_info(conn, slot)
+    if info is None:
+        return
+    if info.active_pid is not None:
+        if not force:
+            raise TransientError(
+                f"replication slot '{slot}' is in use by process {info.active_pid}; stop the "
+                "source first or drop it with force",
+                code="slot_in_use",
+            )
+        conn.execute("SELECT pg_terminate_backend(%s)", (info.active_pid,))
+        # The walsender releases the slot as it exits; give it a bounded moment.
+        deadline = time.monotonic() + 10
+        while (info := slot_info(conn, slot)) and info.active_pid is not None:
+            if time.monotonic() > deadline:
+                raise TransientError(f"replication slot '{slot}' is still held after 10 s")
+            time.sleep(0.05)
+    with contextlib.suppress(psycopg.errors.UndefinedObject):
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def drop_publication(conn: Conn, name: str) -> bool:
+    """Drop the publication if this product created it; return whether it did."""
+    row = conn.execute(
+        "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    if row is None or not (row[0] or "").startswith(MARKER):
+        return False
+    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+    return True
