@@ -78,10 +78,12 @@ class Transform(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     transform: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    # {version(str): {"code": {...}, "created_at": iso}}; versions are immutable once saved.
+    # {version(str): {"implementation", "description", "config", "created_at"}}; immutable.
     implementations: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     preview_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    preview_deployed_at: Mapped[datetime | None] = mapped_column(default=None)
     live_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    live_deployed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_from: Mapped[str] = mapped_column(String(16), default="api")
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -97,6 +99,7 @@ class Topic(Base):
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     partition_count: Mapped[int] = mapped_column(Integer, default=1)
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -109,11 +112,17 @@ class Tag(Base):
     type: Mapped[list[str]] = mapped_column(JsonType, default=list)
     system: Mapped[bool] = mapped_column(Boolean, default=False)
     custom: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_from: Mapped[str] = mapped_column(String(16), default="api")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Connection(Base):
-    """A stored connection (host, port, credentials) for the streams API."""
+    """A stored connection (host, port, credentials) for the streams API.
+
+    ``config`` holds host, port, username, database and options; the password is stored sealed
+    as ``{"$secret": "<ciphertext>"}`` under ``password``.
+    """
 
     __tablename__ = "connections"
 

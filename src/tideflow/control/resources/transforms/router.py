@@ -1,5 +1,79 @@
-"""HTTP routes (placeholder until implemented)."""
+"""HTTP routes of /transforms."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from tideflow.control.auth.deps import Authenticated, Writer
+from tideflow.control.context import get_ctx
+from tideflow.control.resources import common
+from tideflow.control.resources.transforms import schemas, service
+
+router = APIRouter(prefix="/transforms", tags=["transforms"])
+
+Params = Annotated[common.ListParams, Depends(common.list_params)]
+
+
+@router.get("", response_model=schemas.TransformList)
+def list_transforms(_: Authenticated, request: Request, params: Params) -> dict[str, Any]:
+    items, total = service.list_transforms(get_ctx(request), params)
+    return common.envelope(items, params, total)
+
+
+@router.post("", response_model=schemas.TransformOut)
+def create_transform(body: schemas.TransformCreate, _: Writer, request: Request) -> dict[str, Any]:
+    return service.create(get_ctx(request), body)
+
+
+@router.put("", response_model=schemas.TransformOut)
+def update_transform(body: schemas.TransformUpdate, _: Writer, request: Request) -> dict[str, Any]:
+    return service.update(get_ctx(request), body)
+
+
+@router.delete("", response_model=schemas.TransformOut)
+def delete_transform(
+    _: Writer, request: Request, id: Annotated[str, Query(min_length=1, max_length=64)]
+) -> dict[str, Any]:
+    return service.delete(get_ctx(request), id)
+
+
+@router.get("/{transform_id}", response_model=schemas.TransformList)
+def get_transform(transform_id: str, _: Authenticated, request: Request) -> dict[str, Any]:
+    return common.single(service.get(get_ctx(request), transform_id))
+
+
+@router.get("/{transform_id}/implementation_details", response_model=schemas.ImplementationDetails)
+def get_implementation(transform_id: str, _: Authenticated, request: Request) -> dict[str, Any]:
+    return service.implementation_details(get_ctx(request), transform_id)
+
+
+@router.put("/{transform_id}/implementation_details", response_model=schemas.ImplementationVersion)
+def put_implementation(
+    transform_id: str, body: schemas.ImplementationUpdate, _: Writer, request: Request
+) -> dict[str, Any]:
+    return service.save_implementation(get_ctx(request), transform_id, body)
+
+
+@router.put("/{transform_id}/deploy-job-preview/{version_id}", response_model=schemas.Deployment)
+def deploy_preview(
+    transform_id: str,
+    version_id: str,
+    _: Writer,
+    request: Request,
+    replay_window: Annotated[
+        str | None, Query(max_length=16, description="Accepted; replay starts with execution.")
+    ] = None,
+) -> dict[str, Any]:
+    return service.deploy(get_ctx(request), transform_id, "preview", version_id)
+
+
+@router.put("/{transform_id}/deploy-job-live/{version_id}", response_model=schemas.Deployment)
+def deploy_live(transform_id: str, version_id: str, _: Writer, request: Request) -> dict[str, Any]:
+    return service.deploy(get_ctx(request), transform_id, "live", version_id)
+
+
+@router.get("/{transform_id}/job_status", response_model=schemas.JobStatus)
+def job_status(transform_id: str, _: Authenticated, request: Request) -> dict[str, Any]:
+    return service.job_status(get_ctx(request), transform_id)

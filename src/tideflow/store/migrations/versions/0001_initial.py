@@ -107,7 +107,9 @@ def upgrade() -> None:
         sa.Column("type", sa.JSON(), nullable=False),
         sa.Column("system", sa.Boolean(), nullable=False),
         sa.Column("custom", sa.Boolean(), nullable=False),
+        sa.Column("created_from", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
         sa.UniqueConstraint("name", name=op.f("uq_tags_name")),
     )
@@ -119,7 +121,9 @@ def upgrade() -> None:
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("implementations", sa.JSON(), nullable=False),
         sa.Column("preview_version", sa.Integer(), nullable=True),
+        sa.Column("preview_deployed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("live_version", sa.Integer(), nullable=True),
+        sa.Column("live_deployed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_from", sa.String(length=16), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -196,6 +200,7 @@ def upgrade() -> None:
         sa.Column("source_id", sa.String(length=24), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("partition_count", sa.Integer(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],

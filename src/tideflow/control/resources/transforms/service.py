@@ -1,0 +1,315 @@
+"""Transforms: config, versioned implementations, and deployment records.
+
+Transform *execution* is not part of this release. Deploying records which version is meant
+to run (preview or live) and the job status says, truthfully, that nothing runs:
+``NOT_DEPLOYED`` or ``DEPLOYED_NOT_RUNNING``, never ``RUNNING``.
+
+Implementation versions are immutable: each save adds version ``n + 1``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tideflow.control.context import AppContext
+from tideflow.control.resources.common import ListParams, paginate
+from tideflow.control.resources.tags.service import check_ids as check_tag_ids
+from tideflow.control.resources.transforms import code
+from tideflow.control.resources.transforms.schemas import (
+    ImplementationUpdate,
+    TransformCreate,
+    TransformUpdate,
+)
+from tideflow.errors import Conflict, Invalid, NotFound
+from tideflow.ids import new_id
+from tideflow.store.models.resources import Pipeline, Topic, Transform
+
+NOT_RUNNING_MESSAGE = (
+    "Transform execution is not available in this Tideflow release: the deployed version is "
+    "recorded, but no transform job runs and records pass through pipelines untransformed."
+)
+# Version ids clients send to mean "the latest saved version".
+LATEST_ALIASES = frozenset({"no-version", "latest", "0"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def status_of(t: Transform) -> str:
+    return "DEPLOYED_NOT_RUNNING" if t.live_version or t.preview_version else "NOT_DEPLOYED"
+
+
+def _versions(t: Transform) -> dict[str, Any]:
+    return dict(t.implementations or {})
+
+
+def _latest(t: Transform) -> int:
+    return max((int(v) for v in _versions(t)), default=0)
+
+
+def _matching_topics(s: Session, t: Transform) -> list[Topic]:
+    pattern = (t.config or {}).get("transforms.input.topic.pattern")
+    if not isinstance(pattern, str):
+        return []
+    try:
+        regex = re.compile(pattern)
+    except re.error:
+        return []
+    topics = s.scalars(select(Topic).order_by(Topic.id))
+    return [tp for tp in topics if regex.fullmatch(tp.id) or regex.fullmatch(tp.name)]
+
+
+def to_dict(s: Session, t: Transform) -> dict[str, Any]:
+    latest = _latest(t)
+    impl = _versions(t).get(str(latest)) if latest else None
+    topics = _matching_topics(s, t)
+    return {
+        "id": t.id,
+        "name": t.name,
+        "transform": t.transform,
+        "transform_type": t.transform,
+        "status": status_of(t),
+        "config": t.config,
+        "implementation": impl["implementation"] if impl else None,
+        "version": latest,
+        "preview_version": t.preview_version,
+        "live_version": t.live_version,
+        "topic_ids": [tp.id for tp in topics],
+        "topics": [tp.name for tp in topics],
+        "start_time": None,
+        "tags": list(t.tags or []),
+        "created_from": t.created_from,
+        "created_at": _aware(t.created_at),
+        "updated_at": _aware(t.updated_at),
+    }
+
+
+def list_transforms(ctx: AppContext, params: ListParams) -> tuple[list[dict[str, Any]], int]:
+    with ctx.store.session() as s:
+        rows, total = paginate(s, Transform, params)
+        return [to_dict(s, t) for t in rows], total
+
+
+def get(ctx: AppContext, transform_id: str) -> dict[str, Any] | None:
+    with ctx.store.session() as s:
+        t = s.get(Transform, transform_id)
+        return None if t is None else to_dict(s, t)
+
+
+def create(ctx: AppContext, body: TransformCreate) -> dict[str, Any]:
+    name = code.check_config(body.transform, body.config)
+    if body.implementation is not None:
+        code.check_implementation(
+            body.transform, body.config.get("transforms.language"), body.implementation
+        )
+    try:
+        with ctx.store.session() as s:
+            _check_unique(s, name)
+            t = Transform(
+                id=new_id(),
+                name=name,
+                transform=body.transform,
+                config=body.config,
+                implementations={},
+                created_from=body.created_from,
+                tags=check_tag_ids(s, body.tags),
+            )
+            if body.implementation is not None:
+                _add_version(t, body.implementation, None, None)
+            s.add(t)
+            s.flush()
+            return to_dict(s, t)
+    except IntegrityError:
+        raise Invalid(f"transform '{name}' already exists", code="already_exists") from None
+
+
+def update(ctx: AppContext, body: TransformUpdate) -> dict[str, Any]:
+    try:
+        with ctx.store.session() as s:
+            t = _get(s, body.id)
+            kind = body.transform or t.transform
+            name = code.check_config(kind, body.config)
+            if name != t.name:
+                _check_unique(s, name)
+            if body.implementation is not None:
+                latest = _versions(t).get(str(_latest(t)))
+                if latest is None or latest["implementation"] != body.implementation:
+                    code.check_implementation(
+                        kind, body.config.get("transforms.language"), body.implementation
+                    )
+                    _add_version(t, body.implementation, None, None)
+            t.name, t.transform, t.config = name, kind, body.config
+            if body.tags is not None:
+                t.tags = check_tag_ids(s, body.tags)
+            if body.created_from is not None:
+                t.created_from = body.created_from
+            t.updated_at = _now()
+            s.flush()
+            return to_dict(s, t)
+    except IntegrityError:
+        raise Invalid(f"transform '{body.config.get('transforms.name')}' already exists") from None
+
+
+def delete(ctx: AppContext, transform_id: str) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        users = [
+            f"{name} ({pid})"
+            for pid, name, transforms in s.execute(
+                select(Pipeline.id, Pipeline.name, Pipeline.transforms)
+            )
+            if any(isinstance(x, dict) and x.get("id") == t.id for x in transforms or [])
+        ]
+        if users:
+            raise Conflict(
+                f"transform '{t.name}' is used by pipeline(s) {', '.join(users)}; "
+                "remove it from them first"
+            )
+        out = to_dict(s, t)
+        s.delete(t)
+        return out
+
+
+def implementation_details(ctx: AppContext, transform_id: str) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        return _details(t)
+
+
+def save_implementation(
+    ctx: AppContext, transform_id: str, body: ImplementationUpdate
+) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        config = body.config if body.config is not None else t.config
+        if body.config is not None:
+            code.check_config(t.transform, body.config)
+        code.check_implementation(
+            t.transform, config.get("transforms.language"), body.implementation
+        )
+        version = _add_version(t, body.implementation, body.description, body.config)
+        t.updated_at = _now()
+        return _version_out(t, str(version))
+
+
+def deploy(
+    ctx: AppContext, transform_id: str, target: Literal["preview", "live"], version_id: str
+) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        latest = _latest(t)
+        if version_id in LATEST_ALIASES:
+            if latest == 0:
+                raise Invalid(
+                    f"transform '{t.name}' has no implementation yet; save one with "
+                    f"PUT /transforms/{t.id}/implementation_details first",
+                    code="no_implementation",
+                )
+            version = latest
+        elif version_id.isdigit():
+            version = int(version_id)
+            if str(version) not in _versions(t):
+                raise NotFound(f"transform '{t.name}' has no implementation version {version}")
+        else:
+            raise Invalid(
+                f"version must be a version number or 'no-version' (latest); got '{version_id}'"
+            )
+        now = _now()
+        if target == "live":
+            t.live_version, t.live_deployed_at = version, now
+        else:
+            t.preview_version, t.preview_deployed_at = version, now
+        return {
+            "id": t.id,
+            "transform_id": t.id,
+            "target": target,
+            "version": version,
+            "deployed_at": now,
+            "status": status_of(t),
+            "running": False,
+            "message": NOT_RUNNING_MESSAGE,
+        }
+
+
+def job_status(ctx: AppContext, transform_id: str) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        return {
+            "id": t.id,
+            "job_name": f"transform-{t.name}",
+            "status": status_of(t),
+            "start_time": None,
+            "running": False,
+            "execution_available": False,
+            "live_version": t.live_version,
+            "preview_version": t.preview_version,
+            "message": NOT_RUNNING_MESSAGE,
+        }
+
+
+def _get(s: Session, transform_id: str) -> Transform:
+    t = s.get(Transform, transform_id)
+    if t is None:
+        raise NotFound(f"no transform '{transform_id}'")
+    return t
+
+
+def _check_unique(s: Session, name: str) -> None:
+    if s.scalar(select(Transform.id).where(Transform.name == name)):
+        raise Invalid(f"transform '{name}' already exists", code="already_exists")
+
+
+def _add_version(
+    t: Transform,
+    implementation: dict[str, Any],
+    description: str | None,
+    config: dict[str, Any] | None,
+) -> int:
+    versions = _versions(t)
+    version = _latest(t) + 1
+    versions[str(version)] = {
+        "implementation": implementation,
+        "description": description,
+        "config": config,
+        "created_at": _now().isoformat(),
+    }
+    # A new dict so SQLAlchemy sees the JSON column change.
+    t.implementations = versions
+    return version
+
+
+def _version_out(t: Transform, version: str) -> dict[str, Any]:
+    v = _versions(t)[version]
+    return {
+        "transform_id": t.id,
+        "version_id": version,
+        "description": v.get("description"),
+        "implementation": v["implementation"],
+        "config": v.get("config"),
+        "created_at": v["created_at"],
+    }
+
+
+def _details(t: Transform) -> dict[str, Any]:
+    versions = _versions(t)
+    latest = _latest(t)
+    return {
+        "transform_id": t.id,
+        "impl_versions": {v: _version_out(t, v) for v in sorted(versions, key=int)},
+        "latest_version": str(latest) if latest else None,
+        "preview_version": str(t.preview_version) if t.preview_version else None,
+        "live_version": str(t.live_version) if t.live_version else None,
+    }
