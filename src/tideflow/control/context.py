@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from tideflow.control.resources.builtin import ensure_builtin_tags
 from tideflow.settings import Settings
 from tideflow.store.crypto import SecretBox
 from tideflow.store.db import Store
@@ -25,6 +26,8 @@ class AppContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.resolved_database_url())
         store.migrate()
+        with store.session() as session:
+            ensure_builtin_tags(session)
         return cls(
             settings=settings,
             store=store,

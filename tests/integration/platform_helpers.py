@@ -1,0 +1,135 @@
+"""Helpers for the platform API tests: unique names, valid configs, a viewer client, and
+direct access to the server's metadata store (what the engine would write, what is at rest)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy.orm import Session
+
+from tests.support.server import Server
+from tideflow.store.db import Store
+
+SOURCE_PASSWORD = "pg-Source-Secret-7f3a"
+DEST_PASSWORD = "pg-Dest-Secret-91bc"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def pg_source_config(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "database.hostname.user.defined": "db.internal",
+        "database.port.user.defined": 5432,
+        "database.user": "cdc",
+        "database.password": SOURCE_PASSWORD,
+        "database.dbname": "shop",
+        "table.include.list.user.defined": "public.orders,public.customers",
+    }
+    config.update(overrides)
+    return config
+
+
+def pg_destination_config(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "database.hostname.user.defined": "warehouse.internal",
+        "database.port.user.defined": 5432,
+        "database.database.user.defined": "dwh",
+        "connection.username": "loader",
+        "connection.password": DEST_PASSWORD,
+    }
+    config.update(overrides)
+    return config
+
+
+def create_source(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    payload = {"name": unique("src"), "connector": "postgresql", "config": pg_source_config()}
+    payload.update(body)
+    r = api.post("/sources", json=payload)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def create_destination(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    payload = {
+        "name": unique("dst"),
+        "connector": "postgresql",
+        "config": pg_destination_config(),
+    }
+    payload.update(body)
+    r = api.post("/destinations", json=payload)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def pipeline_body(
+    source: dict[str, Any], destination: dict[str, Any], **body: Any
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "name": unique("pipe"),
+        "snapshot_new_tables": True,
+        "source": {
+            "id": source["id"],
+            "name": source["name"],
+            "connector": source["connector"],
+            "topics": list(source["topics"]),
+        },
+        "destination": {
+            "id": destination["id"],
+            "name": destination["name"],
+            "connector": destination["connector"],
+        },
+        "transforms": [],
+    }
+    payload.update(body)
+    return payload
+
+
+def create_pipeline(
+    api: httpx.Client, source: dict[str, Any], destination: dict[str, Any], **body: Any
+) -> dict[str, Any]:
+    r = api.post("/pipelines", json=pipeline_body(source, destination, **body))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def viewer_client(server: Server, api: httpx.Client) -> httpx.Client:
+    r = api.post("/auth/credentials", json={"role": "viewer"})
+    assert r.status_code == 200, r.text
+    cred = r.json()
+    return server.client(server.token(cred["client_id"], cred["secret"]))
+
+
+def _store_url(server: Server) -> str:
+    return server.database_url or f"sqlite:///{(server.data_dir / 'metadata.db').resolve()}"
+
+
+@contextmanager
+def metadata_session(server: Server) -> Iterator[Session]:
+    """A session on the server's metadata store, committed on exit."""
+    store = Store(_store_url(server))
+    try:
+        with store.session() as session:
+            yield session
+    finally:
+        store.dispose()
+
+
+def metadata_bytes(server: Server) -> bytes:
+    """Everything the metadata store holds for sources and destinations, as stored."""
+    if server.database_url is None:
+        files = sorted(server.data_dir.glob("metadata.db*"))  # main file, -wal, -shm
+        return b"".join(f.read_bytes() for f in files)
+    dsn = server.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT row_to_json(s)::text FROM sources s "
+            "UNION ALL SELECT row_to_json(d)::text FROM destinations d"
+        ).fetchall()
+    return "\n".join(r[0] for r in rows).encode()
