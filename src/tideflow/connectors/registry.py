@@ -67,5 +67,7 @@ def _load_builtin() -> None:
     _loaded = True
     # Each connector package registers itself from its config module.
     import tideflow.connectors.destinations.files.config
+    import tideflow.connectors.destinations.kafka.config
     import tideflow.connectors.destinations.postgres.config
+    import tideflow.connectors.sources.kafka.config
     import tideflow.connectors.sources.postgres.config  # noqa: F401

@@ -1,0 +1,284 @@
+"""The ``kafka`` destination: one topic per table, Debezium envelopes, broker-acknowledged batches.
+
+``write(batch)`` returns only when the broker has acknowledged every message of the batch
+(``acks=all``, idempotent producer, flush + every delivery report checked), which is what lets
+the runtime checkpoint the batch position afterwards (invariant 1). Keys are the primary key, so
+Kafka's per-partition order keeps the per-key order (invariant 3); the murmur2 partitioner puts
+a key in the same partition as Java clients (Debezium, Kafka Connect) would.
+
+Without ``transactional``, a failed batch may have been partly written; the runtime replays it
+(duplicates, never gaps: invariant 2). With ``transactional``, each batch is one Kafka
+transaction: a failure or a crash aborts it (a restarted producer with the same
+``transactional.id`` fences the old one and aborts its open transaction), so read_committed
+consumers never see half a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from tideflow.connectors.base import Destination
+from tideflow.connectors.destinations.kafka.config import KafkaDestinationConfig
+from tideflow.connectors.destinations.kafka.serializer import Serializer
+from tideflow.connectors.destinations.kafka.topics import Topics, kafka_error, topic_name
+from tideflow.engine.errors import DeadLetter, Fenced, PoisonRecord
+from tideflow.envelope import SourceInfo
+from tideflow.errors import TerminalError, TideflowError, TransientError
+from tideflow.events import Batch, ChangeEvent, Op, TableSchema
+
+log = logging.getLogger(__name__)
+
+_OVERSIZE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+_DENIED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+_FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+# Serve delivery reports every this many messages so the local queue drains while producing.
+_POLL_EVERY = 10_000
+
+
+def transactional_id(name: str) -> str:
+    """One transactional.id per destination, so a restarted writer fences the previous one."""
+    return f"tideflow-{name}"
+
+
+class _Oversize(Exception):
+    def __init__(self, event: ChangeEvent, error: str) -> None:
+        super().__init__(error)
+        self.event = event
+
+
+class KafkaDestination(Destination[KafkaDestinationConfig]):
+    """Writes each table's events to its own topic. One instance per pipeline thread."""
+
+    connector = "kafka"
+
+    def __init__(
+        self, config: KafkaDestinationConfig, *, name: str, source: SourceInfo | None = None
+    ) -> None:
+        super().__init__(config, name=name)
+        self._serializer = Serializer(schemas=config.json_schema_enable, name=name, source=source)
+        self._mapping = config.topics()
+        self._timeout = config.delivery_timeout_ms / 1000 + 10
+        self._producer: Producer | None = None
+        self._topics: Topics | None = None
+        self._topic_cache: dict[int, tuple[TableSchema, str]] = {}
+        self._failures: list[tuple[KafkaError, str, bytes | None]] = []
+        self._last_error: KafkaError | None = None
+
+    def _client_conf(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.config.bootstrap,
+            "client.id": f"tideflow-{self.name}",
+            "error_cb": self._on_error,
+            **self.config.client_settings(),
+        }
+
+    def open(self) -> None:
+        admin = AdminClient(self._client_conf())
+        self._topics = Topics(
+            admin,
+            partitions=self.config.partitions,
+            replication=self.config.replication_factor,
+            timeout=min(self._timeout, 30.0),
+        )
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        conf = {
+            **self._client_conf(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": self.config.compression,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "message.timeout.ms": self.config.delivery_timeout_ms,
+            "queue.buffering.max.messages": 500_000,
+        }
+        if self.config.transactional:
+            conf["transactional.id"] = transactional_id(self.name)
+            conf["transaction.timeout.ms"] = max(60_000, self.config.delivery_timeout_ms)
+        producer = Producer(conf)
+        if self.config.transactional:
+            try:
+                # Fences any previous producer of this destination and aborts its open
+                # transaction, so a half-written batch of a crashed writer never commits.
+                producer.init_transactions(self._timeout)
+            except KafkaException as exc:
+                raise self._classify(exc) from None
+        return producer
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Global client errors (brokers down, authentication): remembered to explain failures.
+        self._last_error = err
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failures.append((err, msg.topic() or "", msg.key()))
+
+    def _topic(self, table: TableSchema) -> str:
+        cached = self._topic_cache.get(id(table))
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        name = topic_name(table, self.config.topic_prefix, self.config.topic_suffix, self._mapping)
+        self._topic_cache[id(table)] = (table, name)
+        return name
+
+    def write(self, batch: Batch) -> None:
+        """Produce every event (and tombstones), then wait for every acknowledgement.
+
+        Raises :class:`PoisonRecord` for messages larger than the broker accepts,
+        :class:`TerminalError` for authorization or topic failures, :class:`Fenced` when
+        another writer took over the transactional id, :class:`TransientError` otherwise.
+        """
+        if not batch.events:
+            return
+        if self._topics is None:
+            self.open()
+        assert self._topics is not None
+        plan = [(event, self._topic(event.table)) for event in batch.events]
+        self._topics.ensure({topic for _, topic in plan})
+        producer = self._producer or self._new_producer()
+        self._producer = producer
+        self._failures.clear()
+        try:
+            self._produce_all(producer, plan)
+        except (KafkaException, TideflowError, _Oversize) as exc:
+            self._discard(producer)
+            raise self._classify(exc, plan) from None
+        if self._failures:
+            self._discard(producer)
+            raise self._classify(None, plan)
+
+    def _produce_all(self, producer: Producer, plan: list[tuple[ChangeEvent, str]]) -> None:
+        ser = self._serializer
+        tombstones = self.config.tombstones_on_delete
+        if self.config.transactional:
+            producer.begin_transaction()
+        for i, (event, topic) in enumerate(plan):
+            key = ser.key(event, topic)
+            self._send(producer, event, topic, key, ser.value(event, topic))
+            if tombstones and event.op is Op.DELETE and key is not None:
+                self._send(producer, event, topic, key, None)
+            if i % _POLL_EVERY == _POLL_EVERY - 1:
+                producer.poll(0)
+        if self.config.transactional:
+            # Flushes, checks every delivery and commits; raises if any message failed.
+            producer.commit_transaction(self._timeout)
+            return
+        remaining = producer.flush(self._timeout)
+        if remaining:
+            raise TransientError(
+                f"{remaining} messages were not acknowledged by Kafka within "
+                f"{self._timeout:.0f}s{self._reason()}"
+            )
+
+    def _send(
+        self,
+        producer: Producer,
+        event: ChangeEvent,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                producer.poll(0.1)
+            except KafkaException as exc:
+                err = kafka_error(exc)
+                if err is not None and err.code() in _OVERSIZE:
+                    size = len(value or b"") + len(key or b"")
+                    raise _Oversize(event, f"message of {size} bytes is too large") from None
+                raise
+
+    def _discard(self, producer: Producer) -> None:
+        """Drop a producer after a failed batch so the next batch starts clean."""
+        self._producer = None
+        try:
+            producer.purge()
+            if self.config.transactional:
+                producer.abort_transaction(5)
+        except KafkaException:
+            # Best effort: the next producer's init_transactions aborts it anyway.
+            pass
+        producer.flush(0)
+
+    def _reason(self) -> str:
+        err = self._last_error
+        return f" (last client error: {err.str()})" if err is not None else ""
+
+    def _classify(
+        self,
+        exc: BaseException | None,
+        plan: list[tuple[ChangeEvent, str]] | None = None,
+    ) -> TideflowError:
+        if isinstance(exc, _Oversize):
+            return PoisonRecord(_letters(plan or [], exc.event, str(exc)))
+        errors = [e for e, _, _ in self._failures]
+        err = kafka_error(exc) if exc is not None else None
+        if err is not None:
+            errors.insert(0, err)
+        oversize = [(t, k) for e, t, k in self._failures if e.code() in _OVERSIZE]
+        if oversize and plan:
+            return PoisonRecord(_oversize_letters(plan, oversize, self._serializer))
+        for e in errors:
+            if e.code() in _FENCED:
+                return Fenced(
+                    f"another writer took over Kafka transactional id "
+                    f"'{transactional_id(self.name)}': {e.str()}"
+                )
+            if e.code() in _DENIED:
+                return TerminalError(f"Kafka refused the write: {e.str()}", code="kafka_denied")
+        if isinstance(exc, TideflowError):
+            return exc
+        detail = errors[0].str() if errors else str(exc)
+        return TransientError(f"Kafka write failed: {detail}{self._reason()}")
+
+    def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.flush(min(self._timeout, 10))
+        except Exception:  # close must not raise (contract)
+            log.warning("kafka destination %s: flush on close failed", self.name, exc_info=True)
+
+
+def _letters(
+    plan: list[tuple[ChangeEvent, str]], event: ChangeEvent, error: str
+) -> list[DeadLetter]:
+    """Every event of ``event``'s key in the batch (the PoisonRecord contract)."""
+    key = event.key()
+    same = [e for e, _ in plan if e.table is event.table and e.key() == key]
+    return [DeadLetter(e, error) for e in (same or [event])]
+
+
+def _oversize_letters(
+    plan: list[tuple[ChangeEvent, str]],
+    failed: list[tuple[str, bytes | None]],
+    ser: Serializer,
+) -> list[DeadLetter]:
+    refused = set(failed)
+    letters = [
+        DeadLetter(e, "message is larger than the broker accepts (message.max.bytes)")
+        for e, topic in plan
+        if (topic, ser.key(e, topic)) in refused
+    ]
+    if not letters:
+        letters = [DeadLetter(plan[0][0], "message is larger than the broker accepts")]
+    return letters

@@ -1,0 +1,93 @@
+"""Message keys and values of the Kafka destination.
+
+Key: the primary key columns as a JSON object (``null`` for keyless tables, as Debezium
+does). Value: the Debezium envelope rendered by :mod:`tideflow.envelope`. With schemas, both
+are wrapped as Kafka Connect ``{"schema", "payload"}`` documents (see :mod:`.schema`); the
+schema JSON is serialised once per table and spliced in, so schemas cost bytes, not CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tideflow.connectors.destinations.kafka import schema
+from tideflow.envelope import Renderer, SourceInfo, json_value
+from tideflow.events import ChangeEvent, TableSchema
+
+
+def infer_connector(position: dict[str, Any]) -> str:
+    """The source connector code a position shape belongs to (used without a SourceInfo)."""
+    if "lsn" in position:
+        return "postgresql"
+    if "offsets" in position:
+        return "kafkadirect"
+    if "file" in position or "gtid" in position:
+        return "mysql"
+    return "tideflow"
+
+
+class Serializer:
+    """Turns events into (key, value) bytes. Not thread-safe (one per destination).
+
+    ``source`` describes the events' source in the envelope; without it the connector is
+    inferred from the position shape and ``name`` is used as the server name.
+    """
+
+    def __init__(self, *, schemas: bool, name: str, source: SourceInfo | None = None) -> None:
+        self.schemas = schemas
+        self._name = name
+        self._source = source
+        self._renderers: dict[str, Renderer] = {}
+        self._schema_cache: dict[tuple[Any, ...], tuple[TableSchema, bytes]] = {}
+
+    def _renderer(self, event: ChangeEvent) -> Renderer:
+        if self._source is not None:
+            connector = self._source.connector
+        else:
+            connector = infer_connector(event.position)
+        renderer = self._renderers.get(connector)
+        if renderer is None:
+            info = self._source or SourceInfo(connector=connector, name=self._name)
+            renderer = self._renderers[connector] = Renderer(info)
+        return renderer
+
+    def _schema(self, kind: str, event: ChangeEvent, topic: str, connector: str) -> bytes:
+        shape = tuple((k, type(v)) for k, v in event.position.items())
+        cache_key = (kind, id(event.table), topic, connector, shape)
+        cached = self._schema_cache.get(cache_key)
+        # The TableSchema is kept in the entry so its id cannot be reused by another object.
+        if cached is not None and cached[0] is event.table:
+            return cached[1]
+        if kind == "key":
+            doc = schema.key_schema(event.table, topic)
+        else:
+            doc = schema.envelope_schema(event.table, topic, connector, event.position)
+        data = orjson.dumps(doc)
+        self._schema_cache[cache_key] = (event.table, data)
+        return data
+
+    def key(self, event: ChangeEvent, topic: str) -> bytes | None:
+        if not event.table.key:
+            return None
+        row = event.after if event.after is not None else event.before
+        if row is None:
+            return None
+        payload = orjson.dumps({k: json_value(row.get(k)) for k in event.table.key})
+        if not self.schemas:
+            return payload
+        connector = self._renderer(event).info.connector
+        return (
+            b'{"schema":'
+            + self._schema("key", event, topic, connector)
+            + (b',"payload":' + payload + b"}")
+        )
+
+    def value(self, event: ChangeEvent, topic: str) -> bytes:
+        renderer = self._renderer(event)
+        payload = renderer.dumps(event)
+        if not self.schemas:
+            return payload
+        doc_schema = self._schema("value", event, topic, renderer.info.connector)
+        return b'{"schema":' + doc_schema + b',"payload":' + payload + b"}"

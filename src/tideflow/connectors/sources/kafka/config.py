@@ -1,0 +1,77 @@
+"""Config model of the ``kafkadirect`` source (streams ``sourceType`` ``kafka``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import field_validator
+
+from tideflow.connectors.config import setting
+from tideflow.connectors.destinations.kafka.config import KafkaSecurity
+from tideflow.connectors.registry import ConnectorSpec, register
+
+AVRO_REFUSED = (
+    "format 'avro' needs a schema registry, which Tideflow cannot run yet; "
+    "use 'json' (Debezium envelopes, with or without schemas) or 'string'"
+)
+
+
+class KafkaSourceConfig(KafkaSecurity):
+    bootstrap: str = setting(
+        "127.0.0.1:9092",
+        key="kafka.bootstrap.servers",
+        display_name="Bootstrap servers",
+        description="Comma-separated host:port list of the Kafka brokers to read from.",
+    )
+    topic_prefix: str | None = setting(
+        None,
+        key="topic.prefix",
+        display_name="Topic prefix",
+        description="Read every topic whose name starts with this prefix.",
+    )
+    topic_include: str | None = setting(
+        None,
+        key="topic.include.list.user.defined",
+        display_name="Topics",
+        description="Comma-separated topic names to read (combined with the prefix).",
+    )
+    format: Literal["string", "json"] = setting(
+        "json",
+        key="format",
+        display_name="Format",
+        description="json: Debezium envelopes or plain JSON objects; string: text messages.",
+    )
+    schemas_enable: bool = setting(
+        False,
+        key="schemas.enable",
+        display_name="Values carry schemas",
+        description='Messages are Kafka Connect {"schema", "payload"} objects; the schema '
+        "gives exact column types (without it they are inferred from the JSON values).",
+    )
+    group_id: str | None = setting(
+        None,
+        key="group.id",
+        display_name="Consumer group",
+        description="Consumer group whose offsets record progress (default tideflow-<name>).",
+    )
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _refuse_avro(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() == "avro":
+            raise ValueError(AVRO_REFUSED)
+        return value
+
+    def topics(self) -> list[str]:
+        return [t.strip() for t in (self.topic_include or "").split(",") if t.strip()]
+
+
+register(
+    ConnectorSpec(
+        code="kafkadirect",
+        kind="source",
+        display_name="Apache Kafka",
+        config_model=KafkaSourceConfig,
+        implementation="tideflow.connectors.sources.kafka.source:KafkaSource",
+    )
+)
