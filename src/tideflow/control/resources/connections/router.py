@@ -9,8 +9,11 @@ from fastapi import APIRouter, Query, Request
 from tideflow.control.auth.deps import Authenticated, Writer
 from tideflow.control.context import get_ctx
 from tideflow.control.resources.connections import schemas, service
+from tideflow.control.resources.streams.schemas import STREAM_ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/connections", tags=["connections"])
+router = APIRouter(
+    prefix="/api/connections", tags=["connections"], responses=STREAM_ERROR_RESPONSES
+)
 
 
 @router.get("", response_model=schemas.ConnectionListDocument)

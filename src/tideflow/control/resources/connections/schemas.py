@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tideflow.control.resources.wire import Body
+
 Kind = Literal["postgres", "mysql", "mariadb", "kafka"]
 OptionValue = str | int | float | bool
 
 
-class ConnectionCreate(BaseModel):
+class ConnectionCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=255, description="Unique name.")
@@ -34,7 +36,7 @@ class ConnectionCreate(BaseModel):
     )
 
 
-class ConnectionUpdate(BaseModel):
+class ConnectionUpdate(Body):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=255)

@@ -1,11 +1,13 @@
 """Stored connections (host, port, credentials) that streams refer to by ``conn_`` id.
 
 The password is encrypted at rest with the installation's secret box and never returned by the
-API. A connection in use by a stream cannot be deleted.
+API. A connection in use by a stream cannot be deleted; changing one rewrites the configs of
+the streams using it in the same transaction.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from tideflow.store.crypto import mask_config, reveal_config, seal_config
 from tideflow.store.models.resources import Connection, Source
 
 SECRET_KEYS = frozenset({"password"})
+_ID = re.compile(r"conn_[0-9a-f]{16}")
 MASK = "********"
 FIELDS = ("host", "port", "username", "password", "database", "options")
 
@@ -62,7 +65,7 @@ def revealed(ctx: AppContext, connection: Connection) -> dict[str, Any]:
 
 
 def get_row(s: Session, connection_id: str) -> Connection:
-    c = s.get(Connection, connection_id)
+    c = s.get(Connection, connection_id) if _ID.fullmatch(connection_id) else None
     if c is None:
         raise NotFound(f"no connection '{connection_id}'")
     return c
@@ -125,7 +128,8 @@ def update(ctx: AppContext, connection_id: str, body: ConnectionUpdate) -> dict[
                         "change"
                     )
                 c.kind = body.kind
-            settings = revealed(ctx, c)
+            old = revealed(ctx, c)
+            settings = dict(old)
             for f in FIELDS:
                 if f in given:
                     value = getattr(body, f)
@@ -134,6 +138,10 @@ def update(ctx: AppContext, connection_id: str, body: ConnectionUpdate) -> dict[
                     settings[f] = value if value is not None or f != "options" else {}
             c.config = seal_config(ctx.secrets, settings, SECRET_KEYS)
             c.updated_at = _now()
+            if count:
+                from tideflow.control.resources.streams import service as streams
+
+                streams.apply_connection(s, ctx, c.id, old, settings)
             s.flush()
             return to_resource(c, count)
     except IntegrityError:

@@ -10,8 +10,9 @@ from tideflow.control.auth.deps import Authenticated, Writer
 from tideflow.control.context import get_ctx
 from tideflow.control.resources.tags import service
 from tideflow.control.resources.tags.schemas import TagCreate, TagList, TagOut, TagUpdate
+from tideflow.control.resources.wire import ERROR_RESPONSES
 
-router = APIRouter(prefix="/tags", tags=["tags"])
+router = APIRouter(prefix="/tags", tags=["tags"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=TagList)

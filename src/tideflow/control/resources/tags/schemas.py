@@ -6,10 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tideflow.control.resources.wire import Body
+
 TagType = Literal["sources", "destinations", "pipelines", "transforms", "topics", "environment"]
 
 
-class TagCreate(BaseModel):
+class TagCreate(Body):
     name: str = Field(min_length=1, max_length=255)
     description: str = Field("", max_length=2000)
     type: list[TagType] = Field(
@@ -20,7 +22,7 @@ class TagCreate(BaseModel):
     created_from: Literal["terraform", "web", "api"] = "api"
 
 
-class TagUpdate(BaseModel):
+class TagUpdate(Body):
     name: str = Field(min_length=1, max_length=255)
     description: str | None = Field(None, max_length=2000)
     type: list[TagType] | None = None

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tideflow.control.context import AppContext
+from tideflow.control.resources.configs import is_object_id
 from tideflow.control.resources.tags.schemas import TagCreate, TagUpdate
 from tideflow.errors import Conflict, Invalid, NotFound
 from tideflow.ids import new_id
@@ -55,7 +56,7 @@ def list_tags(
     with ctx.store.session() as s:
         stmt = select(Tag).order_by(Tag.system.desc(), Tag.name, Tag.id)
         if tag_ids:
-            stmt = stmt.where(Tag.id.in_(tag_ids))
+            stmt = stmt.where(Tag.id.in_([t for t in tag_ids if is_object_id(t)]))
         tags = list(s.scalars(stmt))
     if tag_name:
         needle = tag_name.lower()
@@ -70,7 +71,8 @@ def check_ids(session: Session, ids: Iterable[str]) -> list[str]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []
-    known = set(session.scalars(select(Tag.id).where(Tag.id.in_(wanted))))
+    valid = [t for t in wanted if is_object_id(t)]
+    known = set(session.scalars(select(Tag.id).where(Tag.id.in_(valid)))) if valid else set()
     missing = [t for t in wanted if t not in known]
     if missing:
         raise Invalid(f"unknown tag id(s): {', '.join(missing)}", code="unknown_tag")
@@ -140,7 +142,7 @@ def delete(ctx: AppContext, tag_id: str) -> dict[str, Any]:
 
 
 def _get(s: Session, tag_id: str) -> Tag:
-    tag = s.get(Tag, tag_id)
+    tag = s.get(Tag, tag_id) if is_object_id(tag_id) else None
     if tag is None:
         raise NotFound(f"no tag '{tag_id}'")
     return tag

@@ -10,8 +10,9 @@ from tideflow.control.auth.deps import Authenticated, Writer
 from tideflow.control.context import get_ctx
 from tideflow.control.resources import common
 from tideflow.control.resources.topics import schemas, service
+from tideflow.control.resources.wire import ERROR_RESPONSES
 
-router = APIRouter(prefix="/topics", tags=["topics"])
+router = APIRouter(prefix="/topics", tags=["topics"], responses=ERROR_RESPONSES)
 
 
 # Declared before /topics/{topic_id} so "details" is not taken for a topic id.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tideflow.control.resources.wire import Body
+
 
 class TopicEntity(BaseModel):
     entity_type: str = Field(description="sources")
@@ -42,10 +44,10 @@ class TopicList(BaseModel):
     has_next: bool
 
 
-class TopicPatch(BaseModel):
+class TopicPatch(Body):
     partition_count: int | None = Field(None, ge=1, le=10_000)
     tags: list[str] | None = None
 
 
-class TopicUpdate(BaseModel):
+class TopicUpdate(Body):
     payload: TopicPatch

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from tideflow.connectors import registry
 from tideflow.control.context import AppContext
 from tideflow.control.resources.common import ListParams
+from tideflow.control.resources.configs import is_object_id
 from tideflow.control.resources.tags.service import check_ids as check_tag_ids
 from tideflow.control.resources.topics.schemas import TopicPatch
 from tideflow.errors import Invalid, NotFound, TideflowError
@@ -122,8 +123,10 @@ def details(
                 f"entity_type must be one of sources, pipelines, destinations, transforms; "
                 f"got '{entity_type}'"
             )
+    ids = [i for i in entity_ids if is_object_id(i)]
     with ctx.store.session() as s:
-        topics = _select(s, kind, entity_ids)
+        # Ids that cannot be ours match nothing.
+        topics = [] if entity_ids and not ids else _select(s, kind, ids)
         if params.partial_name:
             needle = params.partial_name.lower()
             topics = [t for t in topics if needle in t.name.lower() or needle in t.id.lower()]
@@ -195,8 +198,12 @@ def _sort(topics: list[Topic], params: ListParams) -> list[Topic]:
     return sorted(topics, key=lambda t: (getattr(t, attr), t.id), reverse=params.sort_dir == "desc")
 
 
+def _storable(text: str) -> bool:
+    return len(text) <= 255 and "\x00" not in text and text.isprintable()
+
+
 def _get(s: Session, topic_id: str) -> Topic:
-    t = s.get(Topic, topic_id)
+    t = s.get(Topic, topic_id) if _storable(topic_id) else None
     if t is None:
         raise NotFound(f"no topic '{topic_id}'")
     return t

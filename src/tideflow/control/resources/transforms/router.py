@@ -10,8 +10,9 @@ from tideflow.control.auth.deps import Authenticated, Writer
 from tideflow.control.context import get_ctx
 from tideflow.control.resources import common
 from tideflow.control.resources.transforms import schemas, service
+from tideflow.control.resources.wire import ERROR_RESPONSES
 
-router = APIRouter(prefix="/transforms", tags=["transforms"])
+router = APIRouter(prefix="/transforms", tags=["transforms"], responses=ERROR_RESPONSES)
 
 Params = Annotated[common.ListParams, Depends(common.list_params)]
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tideflow.control.resources.wire import Body
+
 TransformType = Literal["map_filter", "enrich", "sql_join", "rollup", "fan_out", "topic_router"]
 TRANSFORM_TYPES: tuple[str, ...] = (
     "map_filter",
@@ -19,7 +21,7 @@ TRANSFORM_TYPES: tuple[str, ...] = (
 CreatedFrom = Literal["terraform", "web", "api"]
 
 
-class TransformCreate(BaseModel):
+class TransformCreate(Body):
     transform: TransformType = Field(description="Transform type.")
     config: dict[str, Any] = Field(
         description="Flat map with dotted keys: transforms.name (required), transforms.language "
@@ -33,7 +35,7 @@ class TransformCreate(BaseModel):
     tags: list[str] = Field(default_factory=list, description="Tag ids.")
 
 
-class TransformUpdate(BaseModel):
+class TransformUpdate(Body):
     id: str = Field(min_length=1, max_length=64)
     transform: TransformType | None = None
     config: dict[str, Any]
@@ -75,7 +77,7 @@ class TransformList(BaseModel):
     has_next: bool
 
 
-class ImplementationUpdate(BaseModel):
+class ImplementationUpdate(Body):
     transform_id: str | None = None
     version_id: str | None = Field(None, description="Ignored: every PUT saves a new version.")
     description: str | None = Field(None, max_length=2000)

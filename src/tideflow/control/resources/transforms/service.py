@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from tideflow.control.context import AppContext
 from tideflow.control.resources.common import ListParams, paginate
+from tideflow.control.resources.configs import is_object_id
 from tideflow.control.resources.tags.service import check_ids as check_tag_ids
 from tideflow.control.resources.transforms import code
 from tideflow.control.resources.transforms.schemas import (
@@ -105,7 +106,7 @@ def list_transforms(ctx: AppContext, params: ListParams) -> tuple[list[dict[str,
 
 def get(ctx: AppContext, transform_id: str) -> dict[str, Any] | None:
     with ctx.store.session() as s:
-        t = s.get(Transform, transform_id)
+        t = s.get(Transform, transform_id) if is_object_id(transform_id) else None
         return None if t is None else to_dict(s, t)
 
 
@@ -261,7 +262,7 @@ def job_status(ctx: AppContext, transform_id: str) -> dict[str, Any]:
 
 
 def _get(s: Session, transform_id: str) -> Transform:
-    t = s.get(Transform, transform_id)
+    t = s.get(Transform, transform_id) if is_object_id(transform_id) else None
     if t is None:
         raise NotFound(f"no transform '{transform_id}'")
     return t
