@@ -94,7 +94,7 @@ class PgOutputDecoder:
         tag = buf[pos]
         try:
             if tag == 73:  # I
-                rel = self._relation(_U32(buf, pos + 1)[0])
+                rel = self._relations.get(_U32(buf, pos + 1)[0]) or self._missing(buf, pos)
                 row = rel.decode_row(buf, pos + 6)[0]  # skip relid and the 'N' marker
                 out.append(
                     ChangeEvent(
@@ -153,6 +153,9 @@ class PgOutputDecoder:
                 code="protocol",
             )
         return rel
+
+    def _missing(self, buf: bytes, pos: int) -> Relation:
+        return self._relation(_U32(buf, pos + 1)[0])
 
     def _update(self, buf: bytes, pos: int, lsn: int, out: list[Record]) -> None:
         rel = self._relation(_U32(buf, pos + 1)[0])

@@ -76,7 +76,6 @@ class ReplicationStream:
         self._reported = -1
         self._last_status = 0.0
         self._last_rx = 0.0
-        self._received = False
         self._countdown = _TICK_EVERY
 
     def start(self, slot: str, start_lsn: int, options: Sequence[tuple[str, str]]) -> None:
@@ -103,7 +102,6 @@ class ReplicationStream:
             raise TransientError("replication stream is closed")
         n, data = conn.get_copy_data(1)
         if n > 0:
-            self._received = True
             self._countdown -= 1
             if self._countdown <= 0:
                 self._tick(time.monotonic())
@@ -114,7 +112,7 @@ class ReplicationStream:
                 self._consume(conn)
                 n, data = conn.get_copy_data(1)
             if n > 0:
-                self._received = True
+                self._countdown -= 1
                 return self._keepalive(data) if data[0] == _K else bytes(data)
             if n < 0:
                 raise self._end_of_stream(conn, n)
@@ -158,9 +156,9 @@ class ReplicationStream:
 
     def _tick(self, now: float) -> float:
         """Send due status updates and check liveness; return seconds until the next duty."""
+        received = self._countdown < _TICK_EVERY
         self._countdown = _TICK_EVERY
-        if self._received:
-            self._received = False
+        if received:
             self._last_rx = now
         elif now - self._last_rx > self._server_timeout:
             raise TransientError(

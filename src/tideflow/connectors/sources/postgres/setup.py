@@ -149,9 +149,23 @@ def ensure_publication(conn: Conn, name: str, selection: Selection, dbname: str)
         ) from exc
 
 
+def _wait_released(conn: Conn, slot: str, seconds: float) -> SlotInfo | None:
+    """Poll until no walsender holds the slot (or it is gone), for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (info := slot_info(conn, slot)) and info.active_pid is not None:
+        if time.monotonic() > deadline:
+            return info
+        time.sleep(0.05)
+    return info
+
+
 def drop_slot(conn: Conn, slot: str, *, force: bool) -> None:
-    """Drop the slot; with ``force`` first end the walsender holding it. Missing is fine."""
-    info = slot_info(conn, slot)
+    """Drop the slot; with ``force`` first end the walsender holding it. Missing is fine.
+
+    A walsender whose client just disconnected (our own ``close``) needs a moment to release
+    the slot, so an active slot is given a few seconds before it counts as in use.
+    """
+    info = _wait_released(conn, slot, 5)
     if info is None:
         return
     if info.active_pid is not None:
@@ -162,12 +176,9 @@ def drop_slot(conn: Conn, slot: str, *, force: bool) -> None:
                 code="slot_in_use",
             )
         conn.execute("SELECT pg_terminate_backend(%s)", (info.active_pid,))
-        # The walsender releases the slot as it exits; give it a bounded moment.
-        deadline = time.monotonic() + 10
-        while (info := slot_info(conn, slot)) and info.active_pid is not None:
-            if time.monotonic() > deadline:
-                raise TransientError(f"replication slot '{slot}' is still held after 10 s")
-            time.sleep(0.05)
+        info = _wait_released(conn, slot, 10)
+        if info is not None and info.active_pid is not None:
+            raise TransientError(f"replication slot '{slot}' is still held after 10 s")
     with contextlib.suppress(psycopg.errors.UndefinedObject):
         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
