@@ -1,0 +1,1 @@
+"""The ``mysql`` destination (MySQL and MariaDB)."""

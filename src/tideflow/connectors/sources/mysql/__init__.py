@@ -1,0 +1,1 @@
+"""The ``mysql`` and ``mariadb`` sources: change capture from the ROW binlog."""
