@@ -68,6 +68,8 @@ def _load_builtin() -> None:
     # Each connector package registers itself from its config module.
     import tideflow.connectors.destinations.files.config
     import tideflow.connectors.destinations.kafka.config
+    import tideflow.connectors.destinations.mysql.config
     import tideflow.connectors.destinations.postgres.config
     import tideflow.connectors.sources.kafka.config
+    import tideflow.connectors.sources.mysql.config
     import tideflow.connectors.sources.postgres.config  # noqa: F401
