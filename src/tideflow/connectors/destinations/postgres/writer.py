@@ -1,0 +1,336 @@
+"""Set-based statements that apply one table's share of a batch.
+
+Everything here runs inside the caller's data transaction. Keyed tables get their reduced
+changes (:mod:`tideflow.engine.reduce`) applied as: hard deletes ``DELETE ... USING`` staging,
+soft deletes and full rows ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE``, rows with
+unchanged (TOAST) values ``UPDATE ... FROM`` staging that skips those columns. With metadata
+columns a position guard (``__source_lsn``) keeps a replayed older change from overwriting a
+newer one (invariant 2: duplicates have no visible effect). Keyless tables and insert mode
+append events in order.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
+from tideflow.connectors.destinations.postgres.staging import Stager
+from tideflow.connectors.destinations.postgres.tables import (
+    DELETED_COLUMN,
+    LSN_COLUMN,
+    TS_COLUMN,
+    DestTable,
+)
+from tideflow.engine.reduce import Change, merge_unchanged
+from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
+
+
+def _json(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _lsn(event: ChangeEvent) -> int | None:
+    lsn = event.position.get("lsn")
+    return lsn if isinstance(lsn, int) else None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a source table's rows become destination rows (built once per table schema)."""
+
+    sources: tuple[str, ...]
+    dests: tuple[str, ...]
+    json_at: tuple[int, ...]  # positions of json columns (a non-string value is serialised)
+
+    def __post_init__(self) -> None:
+        getter = operator.itemgetter(*self.sources) if self.sources else None
+        object.__setattr__(self, "_get", getter)
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """The row's values in column order (None when absent); UNCHANGED kept as is."""
+        get = self._get  # type: ignore[attr-defined]
+        try:
+            vals = get(row) if get is not None else ()
+            if len(self.sources) == 1:
+                vals = (vals,)
+        except KeyError:
+            vals = tuple(row.get(n) for n in self.sources)
+        if self.json_at:
+            lst = list(vals)
+            for i in self.json_at:
+                lst[i] = _json(lst[i])
+            vals = tuple(lst)
+        return vals
+
+    def subset(self, skip: frozenset[str]) -> Mapping:
+        keep = [i for i, s in enumerate(self.sources) if s not in skip]
+        json = set(self.json_at)
+        return Mapping(
+            tuple(self.sources[i] for i in keep),
+            tuple(self.dests[i] for i in keep),
+            tuple(j for j, i in enumerate(keep) if i in json),
+        )
+
+
+class Writer:
+    def __init__(
+        self,
+        conn: psycopg.Connection[tuple[object, ...]],
+        config: PostgresDestinationConfig,
+        stager: Stager,
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self.stager = stager
+        self._mappings: dict[int, tuple[TableSchema, Mapping]] = {}
+
+    def mapping(self, table: TableSchema) -> Mapping:
+        hit = self._mappings.get(id(table))
+        if hit is None or hit[0] is not table:
+            lower = not self.config.quote_identifiers
+            m = Mapping(
+                tuple(c.name for c in table.columns),
+                tuple(c.name.lower() if lower else c.name for c in table.columns),
+                tuple(i for i, c in enumerate(table.columns) if c.kind == "json"),
+            )
+            hit = self._mappings[id(table)] = (table, m)
+        return hit[1]
+
+    def _meta_names(self, deleted: bool | None) -> list[str]:
+        names = [TS_COLUMN, LSN_COLUMN] if self.config.metadata_columns else []
+        if self.config.soft_delete and deleted is not None:
+            names.append(DELETED_COLUMN)
+        return names
+
+    def _meta(self, event: ChangeEvent, deleted: bool | None) -> tuple[Any, ...]:
+        if self.config.metadata_columns:
+            lsn = event.position.get("lsn")
+            meta: tuple[Any, ...] = (event.commit_ts_ms, lsn if isinstance(lsn, int) else None)
+        else:
+            meta = ()
+        if self.config.soft_delete and deleted is not None:
+            meta += (deleted,)
+        return meta
+
+    def _guard(self, target: sql.Composable, incoming: sql.Composable) -> sql.Composable:
+        if not self.config.metadata_columns:
+            return sql.SQL("TRUE")
+        t = sql.SQL("{}.{}").format(target, sql.Identifier(LSN_COLUMN))
+        i = sql.SQL("{}.{}").format(incoming, sql.Identifier(LSN_COLUMN))
+        return sql.SQL("({t} IS NULL OR {i} IS NULL OR {t} <= {i})").format(t=t, i=i)
+
+    def truncate(self, dest: DestTable) -> None:
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(dest.qualified))
+
+    # Keyed tables
+
+    def changes(self, dest: DestTable, table: TableSchema, changes: Sequence[Change]) -> None:
+        mapping = self.mapping(table)
+        deletes: list[Change] = []
+        full: list[Change] = []
+        partial: dict[frozenset[str], list[Change]] = defaultdict(list)
+        for ch in changes:
+            if ch.kind == "delete":
+                if self.config.delete_enabled:
+                    deletes.append(ch)
+            elif ch.unchanged:
+                partial[ch.unchanged].append(ch)
+            else:
+                full.append(ch)
+        if deletes:
+            if self.config.soft_delete:
+                self._upsert(dest, mapping, deletes, tombstone=True)
+            else:
+                self._delete_keys(dest, mapping, deletes)
+        if full:
+            self._upsert(dest, mapping, full, tombstone=False)
+        for unchanged, group in partial.items():
+            self._update_known(dest, mapping.subset(unchanged), group)
+
+    def _upsert(
+        self, dest: DestTable, mapping: Mapping, changes: Sequence[Change], *, tombstone: bool
+    ) -> None:
+        columns = [*mapping.dests, *self._meta_names(tombstone)]
+        values, meta = mapping.values, self._meta
+        if tombstone:
+            # A before image may hold only the key (REPLICA IDENTITY DEFAULT) or unchanged
+            # values: it only fills a row the destination does not have yet.
+            rows: Iterator[tuple[Any, ...]] = (
+                tuple(None if v is UNCHANGED else v for v in values(ch.row)) + meta(ch.event, True)
+                for ch in changes
+            )
+        else:
+            rows = (values(ch.row) + meta(ch.event, False) for ch in changes)
+        stage = self.stager.load(dest, columns, rows)
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        updated = self._meta_names(True) if tombstone else [c for c in columns if c not in dest.key]
+        action: sql.Composable
+        if updated:
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updated
+                ),
+                self._guard(sql.Identifier("t"), sql.SQL("EXCLUDED")),
+            )
+        else:
+            action = sql.SQL("DO NOTHING")
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                dest.qualified,
+                cols,
+                cols,
+                stage,
+                sql.SQL(", ").join(map(sql.Identifier, dest.key)),
+                action,
+            )
+        )
+
+    def _match(self, keys: Sequence[str]) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys
+        )
+
+    def _delete_keys(self, dest: DestTable, mapping: Mapping, changes: Sequence[Change]) -> None:
+        index = dict(zip(mapping.dests, mapping.sources, strict=True))
+        sources = [index[k] for k in dest.key]
+        meta = [LSN_COLUMN] if self.config.metadata_columns else []
+        rows = (
+            (*(ch.row.get(s) for s in sources), *([_lsn(ch.event)] if meta else []))
+            for ch in changes
+        )
+        stage = self.stager.load(dest, [*dest.key, *meta], rows)
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {} AND {}").format(
+                dest.qualified,
+                stage,
+                self._match(dest.key),
+                self._guard(sql.Identifier("t"), sql.Identifier("s")),
+            )
+        )
+
+    def _update_known(self, dest: DestTable, mapping: Mapping, changes: Sequence[Change]) -> None:
+        """Update rows whose after image has unchanged values, leaving those columns as is.
+
+        A row the destination does not have is not created: its unchanged values are unknown.
+        """
+        columns = [*mapping.dests, *self._meta_names(False)]
+        rows = (mapping.values(ch.row) + self._meta(ch.event, False) for ch in changes)
+        stage = self.stager.load(dest, columns, rows)
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in columns if c not in dest.key
+        )
+        self.conn.execute(
+            sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE {} AND {}").format(
+                dest.qualified,
+                assignments,
+                stage,
+                self._match(dest.key),
+                self._guard(sql.Identifier("t"), sql.Identifier("s")),
+            )
+        )
+
+    # Keyless tables and insert mode: events in order
+
+    def log(
+        self, dest: DestTable, table: TableSchema, events: Sequence[ChangeEvent], *, mirror: bool
+    ) -> None:
+        """Apply events in order; with ``mirror`` (upsert mode, keyless table) an update
+        replaces the row matching its before image instead of appending a new version."""
+        for is_delete, run in _runs(events, soft=self.config.soft_delete, mirror=mirror):
+            if is_delete:
+                self._delete_rows(dest, table, run)
+            else:
+                self._append(dest, table, run)
+
+    def _append(self, dest: DestTable, table: TableSchema, events: Sequence[ChangeEvent]) -> None:
+        """Append rows; a value still unknown (UNCHANGED) after merging is written as NULL."""
+        mapping = self.mapping(table)
+        soft = self.config.soft_delete
+        columns = [*mapping.dests, *self._meta_names(False if soft else None)]
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for ev in events:
+                if ev.op is Op.DELETE:
+                    if self.config.delete_enabled:  # a soft delete: append a tombstone
+                        row = ev.before or ev.after or {}
+                        yield _known(mapping.values(row)) + self._meta(ev, True)
+                elif ev.after is not None:
+                    row = merge_unchanged(ev.after, None, ev.before)
+                    yield _known(mapping.values(row)) + self._meta(ev, False if soft else None)
+
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            dest.qualified, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with self.conn.cursor().copy(copy_sql) as copy:
+            for r in rows():
+                copy.write_row(r)
+
+    def _delete_rows(
+        self, dest: DestTable, table: TableSchema, events: Sequence[ChangeEvent]
+    ) -> None:
+        # Updates reach here only to remove their old version, which happens regardless of
+        # delete.enabled (it is part of applying the update).
+        events = [ev for ev in events if ev.op is not Op.DELETE or self.config.delete_enabled]
+        if not events:
+            return
+        mapping = self.mapping(table)
+        if dest.key:
+            index = dict(zip(mapping.dests, mapping.sources, strict=True))
+            sources = [index[k] for k in dest.key]
+            key_rows = [tuple((ev.before or {}).get(s) for s in sources) for ev in events]
+            stage = self.stager.load(dest, dest.key, key_rows)
+            match = self._match(dest.key)
+        else:
+            # No key: a row is identified by its whole before image (REPLICA IDENTITY FULL);
+            # compare as text so that types without an equality operator work too.
+            rows = [_known(mapping.values(ev.before or {})) for ev in events]
+            stage = self.stager.load(dest, mapping.dests, rows)
+            match = sql.SQL(" AND ").join(
+                sql.SQL("t.{k}::text IS NOT DISTINCT FROM s.{k}::text").format(k=sql.Identifier(k))
+                for k in mapping.dests
+            )
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(
+                dest.qualified, stage, match
+            )
+        )
+
+
+def _known(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if UNCHANGED in values:
+        return tuple(None if v is UNCHANGED else v for v in values)
+    return values
+
+
+def _runs(
+    events: Sequence[ChangeEvent], *, soft: bool, mirror: bool
+) -> Iterator[tuple[bool, list[ChangeEvent]]]:
+    """Split events into runs of appends and runs of row deletes, keeping their order."""
+    run: list[ChangeEvent] = []
+    run_is_delete = False
+    for ev in events:
+        steps: list[bool] = []
+        if ev.op is Op.DELETE:
+            steps.append(not soft)
+        else:
+            if mirror and ev.op is Op.UPDATE and ev.before is not None:
+                steps.append(True)  # remove the old version first
+            steps.append(False)
+        for is_delete in steps:
+            if run and is_delete != run_is_delete:
+                yield run_is_delete, run
+                run = []
+            run_is_delete = is_delete
+            run.append(ev)
+    if run:
+        yield run_is_delete, run

@@ -1,0 +1,184 @@
+"""Per-key reduction of a batch: the net change of each key, in order (invariant 3).
+
+A keyed destination (upsert by primary key) only needs the last change of each key in a batch,
+so it can write one row per key with set-based statements. Rules, per table:
+
+- a TRUNCATE discards every earlier change of that table in the batch and is applied first;
+- create/read/update → ``upsert`` of the after image; delete → ``delete`` of the key;
+- an update that changes the key is a delete of the old key then an upsert of the new one;
+- an :data:`~tideflow.events.UNCHANGED` value in an after image is filled from an earlier change
+  of the same key in the batch, else from the event's own before image; what stays UNCHANGED
+  is listed in :attr:`Change.unchanged` and must be left as it is by the writer (never written
+  as a placeholder).
+
+Tables whose key is empty (no primary key, or an append-only writer) are not reduced: their
+events stay in order in :attr:`TableChanges.log`.
+
+This runs for every event, so it favours speed: one dict lookup per event and no copies unless
+a value is UNCHANGED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
+
+_NO_UNCHANGED: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Change:
+    """The net effect of a batch on one key."""
+
+    kind: Literal["upsert", "delete"]
+    # upsert: the after image; delete: the before image (or whatever identifies the row).
+    row: dict[str, Any]
+    event: ChangeEvent  # the last event of the key (metadata: position, commit time)
+    events: list[ChangeEvent]  # every event folded in (what a dead letter must carry)
+    unchanged: frozenset[str] = _NO_UNCHANGED  # upsert columns whose value is not known
+
+
+def _key_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """A function returning the hashable key of a row, or None if a key value is unknown."""
+    if len(names) == 1:
+        name = names[0]
+
+        def one(row: dict[str, Any]) -> Any:
+            value = row.get(name, UNCHANGED)
+            if value is UNCHANGED:
+                return None
+            return tuple(value) if value.__class__ is list else value
+
+        return one
+
+    def many(row: dict[str, Any]) -> Any:
+        values = tuple(row.get(n, UNCHANGED) for n in names)
+        for v in values:
+            if v is UNCHANGED:
+                return None
+            if v.__class__ is list:
+                return tuple(tuple(x) if x.__class__ is list else x for x in values)
+        return values
+
+    return many
+
+
+@dataclass(slots=True)
+class TableChanges:
+    table: TableSchema  # the newest schema seen for the table in the batch
+    key: tuple[str, ...]
+    truncate: ChangeEvent | None = None
+    changes: dict[Any, Change] = field(default_factory=dict)
+    log: list[ChangeEvent] = field(default_factory=list)
+    key_of_row: Callable[[dict[str, Any]], Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_of_row = _key_getter(self.key)
+
+
+def merge_unchanged(
+    after: dict[str, Any], earlier: dict[str, Any] | None, before: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``after`` with UNCHANGED values filled from ``earlier``, then from ``before``."""
+    if UNCHANGED not in after.values():
+        return after
+    out = dict(after)
+    for name, value in after.items():
+        if value is not UNCHANGED:
+            continue
+        for source in (earlier, before):
+            if source is not None:
+                known = source.get(name, UNCHANGED)
+                if known is not UNCHANGED:
+                    out[name] = known
+                    break
+    return out
+
+
+def reduce(
+    events: Iterable[ChangeEvent], key_of: Callable[[TableSchema], tuple[str, ...]]
+) -> list[TableChanges]:
+    """Reduce ``events`` (in stream order) to per-table, per-key net changes."""
+    tables: dict[str, TableChanges] = {}
+    # TableSchema identity → its TableChanges: hashing a schema would walk its columns.
+    seen: dict[int, tuple[TableSchema, TableChanges]] = {}
+    for ev in events:
+        table = ev.table
+        hit = seen.get(id(table))
+        if hit is None or hit[0] is not table:
+            tc = tables.get(table.name)
+            if tc is None:
+                tc = tables[table.name] = TableChanges(table, key_of(table))
+            elif table.version >= tc.table.version:
+                tc.table = table
+                if key_of(table) != tc.key:
+                    tc.key = key_of(table)
+                    tc.key_of_row = _key_getter(tc.key)
+            hit = seen[id(table)] = (table, tc)
+        tc = hit[1]
+        if ev.op is Op.TRUNCATE:
+            tc.truncate = ev
+            tc.changes.clear()
+            tc.log.clear()
+        elif not tc.key:
+            tc.log.append(ev)
+        elif ev.op is Op.DELETE:
+            _delete(tc, ev)
+        else:
+            _upsert(tc, ev)
+    return list(tables.values())
+
+
+def _delete(tc: TableChanges, ev: ChangeEvent) -> None:
+    row = ev.before if ev.before is not None else ev.after
+    if row is None:
+        return
+    key = tc.key_of_row(row)
+    if key is None:
+        return  # nothing identifies the row; sources refuse deletes without replica identity
+    prev = tc.changes.get(key)
+    if prev is None:
+        tc.changes[key] = Change("delete", row, ev, [ev])
+    else:
+        prev.kind, prev.row, prev.event, prev.unchanged = "delete", row, ev, _NO_UNCHANGED
+        prev.events.append(ev)
+
+
+def _upsert(tc: TableChanges, ev: ChangeEvent) -> None:
+    after = ev.after
+    if after is None:
+        return
+    changes = tc.changes
+    key = tc.key_of_row(after)
+    if key is None:
+        return
+    prev = changes.get(key)
+    earlier = prev.row if prev is not None and prev.kind == "upsert" else None
+    history = prev.events if prev is not None else []
+    before = ev.before
+    if ev.op is Op.UPDATE:
+        if before is not None:
+            old = tc.key_of_row(before)
+            if old is not None and old != key:
+                # The row moved to a new key: delete the old one; its earlier image is the row's.
+                moved = changes.get(old)
+                moved_events = moved.events if moved is not None else []
+                changes[old] = Change("delete", before, ev, [*moved_events, ev])
+                if earlier is None and moved is not None and moved.kind == "upsert":
+                    earlier = moved.row
+                history = [*moved_events, *history]
+        # Only updates carry unchanged TOAST values; creates and snapshot reads are complete.
+        if UNCHANGED in after.values():
+            after = merge_unchanged(after, earlier, before)
+            unchanged = frozenset(k for k, v in after.items() if v is UNCHANGED)
+            history.append(ev)
+            changes[key] = Change("upsert", after, ev, history, unchanged)
+            return
+    if prev is None:
+        changes[key] = Change("upsert", after, ev, [*history, ev])
+    else:
+        history.append(ev)
+        changes[key] = Change("upsert", after, ev, history)

@@ -1,0 +1,198 @@
+"""The Debezium envelope: how a :class:`~tideflow.events.ChangeEvent` looks on the wire.
+
+``{"before": {...}|null, "after": {...}|null, "source": {...}, "op": "c|u|d|r|t",
+"ts_ms": <processing time>}`` with ``source`` = ``{"version", "connector", "name", "ts_ms"
+(commit time), "snapshot" ("true"/"false"), "db", "schema", "table", "txId", <position keys>}``
+(Postgres: ``"lsn"``).
+
+Values are JSON-safe: ``Decimal`` → string (exact), ``datetime``/``date``/``time`` → ISO 8601,
+``bytes`` → base64, non-finite floats → ``"NaN"``/``"Infinity"``/``"-Infinity"`` (JSON has no
+such numbers and ``null`` would lie), arrays element-wise; every other kind is already a string,
+number or boolean (see :data:`~tideflow.events.COLUMN_KINDS`).
+
+Unchanged values (Postgres unchanged TOAST, :data:`~tideflow.events.UNCHANGED`) are never
+rendered as a placeholder: the column is *omitted* from the image and its name is listed in a
+top-level ``"__unchanged"`` array (present only when not empty), so a consumer can tell "not
+sent" from ``null`` and keep the value it already has.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from tideflow import __version__
+from tideflow.events import UNCHANGED, ChangeEvent, TableSchema
+
+UNCHANGED_KEY = "__unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the envelope says about where events come from."""
+
+    connector: str
+    name: str
+    db: str | None = None
+    version: str = __version__
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as a JSON-safe Python value (see the module docs)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def _orjson_default(value: Any) -> Any:
+    # Called by orjson only for types it does not serialise natively.
+    return json_value(value)
+
+
+def _float_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return json_value(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _RowPlan:
+    # Columns whose values need a Python-side conversion before orjson (floats that may be
+    # NaN, arrays that may hold them); everything else orjson renders natively or via default.
+    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+
+_NATIVE_KINDS = frozenset(
+    {
+        "int",
+        "bool",
+        "text",
+        "uuid",
+        "json",
+        "enum",
+        "other",
+        "interval",
+        "timetz",
+        "date",
+        "time",
+        "timestamp",
+        "timestamptz",
+        "decimal",
+        "bytes",
+    }
+)
+
+
+def _plan_for(table: TableSchema, *, full: bool) -> _RowPlan:
+    converters: list[tuple[str, Callable[[Any], Any]]] = []
+    for col in table.columns:
+        if col.kind == "float":
+            converters.append((col.name, _float_value))
+        elif full or col.kind not in _NATIVE_KINDS:
+            converters.append((col.name, json_value))
+    return _RowPlan(tuple(converters))
+
+
+class Renderer:
+    """Renders events of many tables; caches a small plan per table schema.
+
+    Not thread-safe (one per destination instance).
+    """
+
+    def __init__(self, info: SourceInfo) -> None:
+        self.info = info
+        self._plans: dict[tuple[int, bool], tuple[TableSchema, _RowPlan]] = {}
+
+    def _plan(self, table: TableSchema, full: bool) -> _RowPlan:
+        # Keyed by identity: hashing a TableSchema walks all its columns on every call.
+        entry = self._plans.get((id(table), full))
+        if entry is None or entry[0] is not table:
+            entry = (table, _plan_for(table, full=full))
+            self._plans[(id(table), full)] = entry
+        return entry[1]
+
+    def _row(
+        self, row: dict[str, Any] | None, plan: _RowPlan, unchanged: list[str] | None
+    ) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        out = row
+        if UNCHANGED in row.values():
+            out = {}
+            for k, v in row.items():
+                if v is UNCHANGED:
+                    if unchanged is not None:
+                        unchanged.append(k)
+                else:
+                    out[k] = v
+        if plan.converters:
+            if out is row:
+                out = dict(row)
+            for name, convert in plan.converters:
+                if name in out:
+                    out[name] = convert(out[name])
+        return out
+
+    def source(self, event: ChangeEvent) -> dict[str, Any]:
+        info = self.info
+        block: dict[str, Any] = {
+            "version": info.version,
+            "connector": info.connector,
+            "name": info.name,
+            "ts_ms": event.commit_ts_ms,
+            "snapshot": "true" if event.snapshot else "false",
+            "db": info.db,
+            "schema": event.table.schema,
+            "table": event.table.table,
+            "txId": event.txid,
+        }
+        block.update(event.position)
+        return block
+
+    def render(
+        self, event: ChangeEvent, *, ts_ms: int | None = None, full: bool = True
+    ) -> dict[str, Any]:
+        """The envelope as a dict; with ``full`` every value is JSON-safe Python."""
+        plan = self._plan(event.table, full)
+        unchanged: list[str] = []
+        out: dict[str, Any] = {
+            "before": self._row(event.before, plan, None),
+            "after": self._row(event.after, plan, unchanged),
+            "source": self.source(event),
+            "op": event.op.value,
+            "ts_ms": int(time.time() * 1000) if ts_ms is None else ts_ms,
+        }
+        if unchanged:
+            out[UNCHANGED_KEY] = unchanged
+        return out
+
+    def dumps(self, event: ChangeEvent, *, ts_ms: int | None = None) -> bytes:
+        """The envelope as JSON bytes (same content as :meth:`render`, faster)."""
+        return orjson.dumps(self.render(event, ts_ms=ts_ms, full=False), default=_orjson_default)
+
+
+def render(event: ChangeEvent, info: SourceInfo, *, ts_ms: int | None = None) -> dict[str, Any]:
+    """Render one event (convenience; use a :class:`Renderer` for many)."""
+    return Renderer(info).render(event, ts_ms=ts_ms)
