@@ -124,6 +124,7 @@ class Decoder:
         self._tables: dict[tuple[Any, ...], _Table] = {}
         self._versions: dict[str, int] = {}
         self._envelope_topics: set[str] = set()
+        self._latest: dict[tuple[str, str], _Table] = {}
 
     def decode(self, msg: Received) -> ChangeEvent | None:
         if self.format == "string":
@@ -223,11 +224,16 @@ class Decoder:
         key: Any,
     ) -> _Table:
         fields = row_schema.get("fields") or []
+        version = int(row_schema.get("version") or 1)
         if key_schema is not None:
             key_names = tuple(str(f["field"]) for f in key_schema.get("fields") or ())
+        elif isinstance(key, dict):
+            key_names = tuple(key)
         else:
-            key_names = tuple(key) if isinstance(key, dict) else ()
-        version = int(row_schema.get("version") or 1)
+            # Keyless messages (truncates) keep the key of the table's latest shape.
+            latest = self._latest.get((schema_name, table_name))
+            same = latest is not None and latest.schema.version == version
+            key_names = latest.schema.key if latest is not None and same else ()
         cache_key = (
             "schema",
             schema_name,
@@ -253,17 +259,24 @@ class Decoder:
             )
             return _Table(table, tuple((c.name, conv) for c, conv in pairs))
 
-        return self._table(cache_key, build)
+        found = self._table(cache_key, build)
+        self._latest[(schema_name, table_name)] = found
+        return found
 
     def _infer(
         self, schema_name: str, table_name: str, key: Any, rows: list[dict[str, Any]]
     ) -> _Table:
+        latest = self._latest.get((schema_name, table_name))
+        if not rows and not isinstance(key, dict) and latest is not None:
+            return latest  # a truncate: no row to infer from
         key_names = tuple(key) if isinstance(key, dict) else ()
         kinds: dict[str, str | None] = {}
         for row in rows:
             for name, value in row.items():
-                if kinds.get(name) is None:
-                    kinds[name] = None if value is None else values.json_kind(value)
+                # Typed JSON values win over strings ("Infinity" is a float column's value).
+                if value is not None and kinds.get(name) in (None, "text"):
+                    kinds[name] = values.json_kind(value)
+                kinds.setdefault(name, None)
         for name in key_names:
             if kinds.get(name) is None and key[name] is not None:
                 kinds[name] = values.json_kind(key[name])
@@ -278,9 +291,12 @@ class Decoder:
                 Column(n, k, k, nullable=n not in key_names, key=n in key_names) for n, k in shape
             )
             table = TableSchema(schema_name, table_name, columns, key_names, version)
-            return _Table(table, tuple((c.name, values.converter(c.kind)) for c in columns))
+            # Schemaless values stay as JSON gave them: there is no type to convert to.
+            return _Table(table, ())
 
-        return self._table(cache_key, build)
+        found = self._table(cache_key, build)
+        self._latest[(schema_name, table_name)] = found
+        return found
 
     def _table(self, cache_key: tuple[Any, ...], build: Callable[[], _Table]) -> _Table:
         table = self._tables.get(cache_key)
