@@ -149,7 +149,7 @@ def ensure_publication(conn: Conn, name: str, selection: Selection, dbname: str)
         ) from exc
 
 
-def _wait_released(conn: Conn, slot: str, seconds: float) -> SlotInfo | None:
+def wait_released(conn: Conn, slot: str, seconds: float) -> SlotInfo | None:
     """Poll until no walsender holds the slot (or it is gone), for at most ``seconds``."""
     deadline = time.monotonic() + seconds
     while (info := slot_info(conn, slot)) and info.active_pid is not None:
@@ -163,9 +163,10 @@ def drop_slot(conn: Conn, slot: str, *, force: bool) -> None:
     """Drop the slot; with ``force`` first end the walsender holding it. Missing is fine.
 
     A walsender whose client just disconnected (our own ``close``) needs a moment to release
-    the slot, so an active slot is given a few seconds before it counts as in use.
+    the slot, so without ``force`` an active slot gets a few seconds before it counts as in
+    use.
     """
-    info = _wait_released(conn, slot, 5)
+    info = slot_info(conn, slot) if force else wait_released(conn, slot, 5)
     if info is None:
         return
     if info.active_pid is not None:
@@ -176,7 +177,7 @@ def drop_slot(conn: Conn, slot: str, *, force: bool) -> None:
                 code="slot_in_use",
             )
         conn.execute("SELECT pg_terminate_backend(%s)", (info.active_pid,))
-        info = _wait_released(conn, slot, 10)
+        info = wait_released(conn, slot, 10)
         if info is not None and info.active_pid is not None:
             raise TransientError(f"replication slot '{slot}' is still held after 10 s")
     with contextlib.suppress(psycopg.errors.UndefinedObject):

@@ -62,7 +62,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         start = lsn_of(position) if position is not None else None
         self._sql = sql = connection.connect_sql(cfg)
         try:
-            info = setup.slot_info(sql, cfg.slot_name)
+            # A restart right after close() may find our previous walsender still exiting.
+            info = setup.wait_released(sql, cfg.slot_name, 5)
             # invariant 5: a missing slot or one past our checkpoint means lost changes.
             setup.check_slot(info, cfg.slot_name, cfg.dbname, start)
             setup.ensure_publication(sql, cfg.publication_name, Selection.of(cfg), cfg.dbname)
