@@ -54,8 +54,8 @@ class Serializer:
         return renderer
 
     def _schema(self, kind: str, event: ChangeEvent, topic: str, connector: str) -> bytes:
-        shape = tuple((k, type(v)) for k, v in event.position.items())
-        cache_key = (kind, id(event.table), topic, connector, shape)
+        # Position keys, not their value types: a connector's position shape is stable.
+        cache_key = (kind, id(event.table), topic, connector, tuple(event.position))
         cached = self._schema_cache.get(cache_key)
         # The TableSchema is kept in the entry so its id cannot be reused by another object.
         if cached is not None and cached[0] is event.table:
