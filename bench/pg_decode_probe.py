@@ -5,7 +5,7 @@ Inserts ROWS rows of about 150 bytes in a few large transactions, then streams t
 The slot is created before the inserts and read after them, so the figure is the reader's
 pace (walsender + protocol + decoding into change events), not the insert rate.
 
-    .venv/bin/python bench/pg_decode_probe.py [--rows 1000000] [--txn-rows 250000]
+    .venv/bin/python -m bench.pg_decode_probe [--rows 1000000] [--txn-rows 250000]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import resource
 import time
 
 import psycopg
-
 from tests.support import pg
+
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.source import PostgresSource
 from tideflow.events import ChangeEvent, Commit

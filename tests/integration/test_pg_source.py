@@ -18,7 +18,7 @@ import pytest
 from tests.support import pg
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.source import PostgresSource
-from tideflow.errors import TerminalError
+from tideflow.errors import TerminalError, TransientError
 from tideflow.events import UNCHANGED, ChangeEvent, Commit, Message, Op, Record
 
 pytestmark = pytest.mark.integration
@@ -470,3 +470,21 @@ def test_drop_with_force_removes_an_active_slot_and_our_publication(
     mine = config.model_copy(update={"publication_name": "theirs"})
     PostgresSource(mine, name="x").drop()
     assert fetch(db, "SELECT count(*) FROM pg_publication WHERE pubname = 'theirs'") == 1
+
+
+def test_lost_connection_is_transient(db: str, opened: Callable[..., PostgresSource]) -> None:
+    sql(db, "CREATE TABLE t (id int PRIMARY KEY)")
+    config = make_config(db)
+    src = opened(config)
+    sql(
+        "postgres",
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s",
+        params=(config.slot_name,),
+    )
+    with pytest.raises(TransientError, match=r"terminating connection|cannot reach"):
+        poll_until(src, lambda r: False, timeout=30)
+    src.close()
+    # What the runtime does next: reopen from its checkpoint.
+    again = opened(config, {"lsn": slot_lsn(config.slot_name)})
+    sql(db, "INSERT INTO t VALUES (1)")
+    assert changes(poll_until(again, lambda r: bool(changes(r))))[0].after == {"id": 1}

@@ -126,6 +126,12 @@ def classify(
             f"{config.user})",
             code="insufficient_privilege",
         )
+    if "requires wal_level" in text or "wal_level is insufficient" in text:
+        return TerminalError(
+            f"logical decoding is off at {at} ({detail}): run ALTER SYSTEM SET wal_level = "
+            "logical and restart Postgres (RDS/Aurora: rds.logical_replication=1)",
+            code="wal_level",
+        )
     if sqlstate == "42501" or "permission denied" in text:
         return TerminalError(
             f"user '{config.user}' lacks a privilege at {at}: {detail}",
