@@ -30,6 +30,8 @@ HEARTBEAT_PREFIX = "tideflow_heartbeat"
 # Postgres timestamps count microseconds from 2000-01-01 UTC.
 PG_EPOCH_MS = 946_684_800_000
 
+# Enum member access costs ~0.1 µs per lookup on Python 3.11; bind the members once.
+_CREATE, _UPDATE, _DELETE, _TRUNCATE = Op.CREATE, Op.UPDATE, Op.DELETE, Op.TRUNCATE
 _BEGIN = struct.Struct(">QqI").unpack_from
 _COMMIT = struct.Struct(">BQQq").unpack_from
 _U32 = struct.Struct(">I").unpack_from
@@ -98,7 +100,7 @@ class PgOutputDecoder:
                 row = rel.decode_row(buf, pos + 6)[0]  # skip relid and the 'N' marker
                 out.append(
                     ChangeEvent(
-                        Op.CREATE, rel.schema, None, row, {"lsn": lsn}, self._ts_ms, self._xid
+                        _CREATE, rel.schema, None, row, {"lsn": lsn}, self._ts_ms, self._xid
                     )
                 )
                 self._changes += 1
@@ -110,7 +112,7 @@ class PgOutputDecoder:
                 before = decode(buf, pos + 6)[0]
                 out.append(
                     ChangeEvent(
-                        Op.DELETE, rel.schema, before, None, {"lsn": lsn}, self._ts_ms, self._xid
+                        _DELETE, rel.schema, before, None, {"lsn": lsn}, self._ts_ms, self._xid
                     )
                 )
                 self._changes += 1
@@ -172,7 +174,7 @@ class PgOutputDecoder:
             raise TupleFormatError(f"expected new tuple, got {chr(kind)!r}")
         after = rel.decode_row(buf, p)[0]
         out.append(
-            ChangeEvent(Op.UPDATE, rel.schema, before, after, {"lsn": lsn}, self._ts_ms, self._xid)
+            ChangeEvent(_UPDATE, rel.schema, before, after, {"lsn": lsn}, self._ts_ms, self._xid)
         )
         self._changes += 1
 
@@ -183,9 +185,7 @@ class PgOutputDecoder:
             rel = self._relation(_U32(buf, p)[0])
             p += 4
             out.append(
-                ChangeEvent(
-                    Op.TRUNCATE, rel.schema, None, None, {"lsn": lsn}, self._ts_ms, self._xid
-                )
+                ChangeEvent(_TRUNCATE, rel.schema, None, None, {"lsn": lsn}, self._ts_ms, self._xid)
             )
             self._changes += 1
 

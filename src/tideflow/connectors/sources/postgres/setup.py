@@ -35,8 +35,9 @@ class SlotInfo:
 def slot_info(conn: Conn, slot: str) -> SlotInfo | None:
     row = conn.execute(
         "SELECT plugin::text, database::text,"
-        " coalesce((confirmed_flush_lsn - '0/0')::int8, 0), wal_status, active_pid"
-        " FROM pg_replication_slots WHERE slot_name = %s",
+        " coalesce((confirmed_flush_lsn - '0/0')::int8, 0),"
+        " to_jsonb(s) ->> 'wal_status',"  # the column exists from Postgres 13 on
+        " active_pid FROM pg_replication_slots s WHERE slot_name = %s",
         (slot,),
     ).fetchone()
     return SlotInfo(*row) if row else None
@@ -119,10 +120,16 @@ def ensure_publication(conn: Conn, name: str, selection: Selection, dbname: str)
     try:
         if row is None:
             with conn.transaction():
+                # Partition changes under the partitioned table's name (Postgres 13+).
+                options = sql.SQL(
+                    " WITH (publish_via_partition_root = true)"
+                    if conn.info.server_version >= 130000
+                    else ""
+                )
                 conn.execute(
-                    sql.SQL(
-                        "CREATE PUBLICATION {} FOR {} WITH (publish_via_partition_root = true)"
-                    ).format(pub, _targets(conn, selection))
+                    sql.SQL("CREATE PUBLICATION {} FOR {}{}").format(
+                        pub, _targets(conn, selection), options
+                    )
                 )
                 conn.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(pub, MARKER))
         elif (row[0] or "").startswith(MARKER):
