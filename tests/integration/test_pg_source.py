@@ -488,3 +488,20 @@ def test_lost_connection_is_transient(db: str, opened: Callable[..., PostgresSou
     again = opened(config, {"lsn": slot_lsn(config.slot_name)})
     sql(db, "INSERT INTO t VALUES (1)")
     assert changes(poll_until(again, lambda r: bool(changes(r))))[0].after == {"id": 1}
+
+
+def test_schema_change_mid_stream(db: str, opened: Callable[..., PostgresSource]) -> None:
+    sql(db, "CREATE TABLE t (id int PRIMARY KEY, a text)")
+    src = opened(make_config(db))
+    sql(
+        db,
+        "INSERT INTO t VALUES (1, 'x')",
+        "ALTER TABLE t ADD COLUMN price numeric(8,3) NOT NULL DEFAULT 0, DROP COLUMN a",
+        "INSERT INTO t VALUES (2, 1.5)",
+    )
+    first, second = changes(poll_until(src, lambda r: len(changes(r)) >= 2))
+    assert first.after == {"id": 1, "a": "x"} and first.table.version == 1
+    assert second.after == {"id": 2, "price": Decimal("1.500")}
+    assert second.table.version == 2
+    price = second.table.column("price")
+    assert price is not None and (price.type, price.nullable) == ("numeric(8,3)", False)

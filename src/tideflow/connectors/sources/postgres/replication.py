@@ -181,8 +181,8 @@ class ReplicationStream:
 
     def _put_status(self, conn: pq.abc.PGconn, *, reply: bool) -> None:
         lsn = self.flushed
-        # write = flush = apply: nothing beyond the acknowledged LSN is ever reported, so even
-        # a synchronous-replication setup naming this slot cannot count unflushed data.
+        # invariant 1: write = flush = apply = the acknowledged LSN, so neither the slot nor a
+        # synchronous-replication setup naming this slot can count data not yet durable.
         message = _STATUS(b"r", lsn, lsn, lsn, pg_now_us(), 1 if reply else 0)
         if conn.put_copy_data(message) != 1 or conn.flush() != 0:
             raise self._classify(conn.get_error_message(), None)

@@ -41,6 +41,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
     ``drop`` runs on the runtime thread that owns the instance. Records come out in WAL
     order; each transaction ends with a :class:`~tideflow.events.Commit` whose position is the
     commit's end LSN, the only positions the runtime acknowledges.
+
+    Status updates to the server are sent from ``poll`` (and from ``ack`` when it moves the
+    position): the runtime must call ``poll`` at least every ``wal_sender_timeout`` (60 s by
+    default), even when it holds records back, or the server drops the connection (a transient
+    error; the source then reopens from its checkpoint).
     """
 
     connector = "postgresql"
@@ -108,22 +113,25 @@ class PostgresSource(Source[PostgresSourceConfig]):
         wait = timeout
         traffic = False
         # invariant 6: stop at max_records; the rest stays in the socket (TCP back-pressure).
-        while len(out) < max_records:
-            msg = read(wait)
-            if msg is None:
-                break
-            if msg[0] == _XLOG_DATA:
-                decode(msg, 25, XLOG_START(msg, 1)[0], out)
-                traffic = True
-            elif not decoder.in_transaction:
-                wal_end = stream.server_wal_end
-                if wal_end > max(self._emitted, decoder.last_commit_lsn):
-                    # invariant 4: between transactions, all WAL before the server's WAL end
-                    # has been sent to us, so that position may be acknowledged.
-                    out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
-                    self._emitted = wal_end
-            # Once something is in hand, return as soon as the buffered data runs out.
-            wait = 0.0 if out else max(0.0, deadline - time.monotonic())
+        try:
+            while len(out) < max_records:
+                msg = read(wait)
+                if msg is None:
+                    break
+                if msg[0] == _XLOG_DATA:
+                    decode(msg, 25, XLOG_START(msg, 1)[0], out)
+                    traffic = True
+                elif not decoder.in_transaction:
+                    wal_end = stream.server_wal_end
+                    if wal_end > max(self._emitted, decoder.last_commit_lsn):
+                        # invariant 4: between transactions, all WAL before the server's WAL end
+                        # has been sent to us, so that position may be acknowledged.
+                        out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
+                        self._emitted = wal_end
+                # Once something is in hand, return as soon as the buffered data runs out.
+                wait = 0.0 if out else max(0.0, deadline - time.monotonic())
+        except psycopg.Error as exc:  # a catalog query for a new relation failed
+            raise connection.classify(self.config, str(exc), exc.sqlstate) from exc
         if traffic:
             self._last_traffic = time.monotonic()
         self._emitted = max(self._emitted, decoder.last_commit_lsn)
