@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support import mysql
+from tideflow.connectors.sources.mysql import rowcodec
 from tideflow.connectors.sources.mysql.config import MySQLSourceConfig
 from tideflow.connectors.sources.mysql.source import MySQLSource
 from tideflow.errors import TerminalError, TideflowError
@@ -135,7 +136,16 @@ KINDS = {
 }
 
 
-def test_every_type_insert_update_delete(db: str, make_source: Factory) -> None:
+@pytest.mark.parametrize("decoder", ["fast", "library"])
+def test_every_type_insert_update_delete(
+    db: str, make_source: Factory, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if decoder == "library":  # both row decoders must produce the same values
+        monkeypatch.setattr(rowcodec, "plan", lambda columns: None)
+    else:
+        calls: list[int] = []
+        real = rowcodec.decode
+        monkeypatch.setattr(rowcodec, "decode", lambda *a: calls.append(1) or real(*a))
     mysql.execute(EVERY_TYPE.format(db=db))
     src = make_source(**{"database.include.list.user.defined": db})
     assert src.preflight() == []
@@ -155,6 +165,8 @@ def test_every_type_insert_update_delete(db: str, make_source: Factory) -> None:
     assert upd.before == EXPECTED
     assert upd.after == {**EXPECTED, "vc": "changed", "tm": dtime(12, 30, 0, 500000), "s": ""}
     assert dele.before == upd.after and dele.after is None
+    if decoder == "fast":
+        assert len(calls) == 3
 
 
 def test_binary_handling_mode_and_column_filters(db: str, make_source: Factory) -> None:
@@ -424,3 +436,30 @@ def test_poll_is_bounded_inside_a_big_transaction(db: str, make_source: Factory)
         assert len(batch) <= 100  # invariant 6
         seen += len(changes(list(batch)))
     assert seen == 5000
+
+
+def test_decimals_are_exact_in_every_packing(db: str, make_source: Factory) -> None:
+    """Packed DECIMAL: leading/trailing partial groups, signs, zero; same as a SELECT."""
+    values = [
+        "0",
+        "-0.5",
+        "1.5",
+        "-1",
+        "0.0000000001",
+        "123456789.123456789",
+        "-12345678901234567890.0123456789",
+        "99999999999999999999.9999999999",
+    ]
+    mysql.execute(
+        f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY, d DECIMAL(30,10), e DECIMAL(5,0), "
+        "g DECIMAL(65,30), h DECIMAL(4,4))"
+    )
+    src = make_source(**{"database.include.list.user.defined": db})
+    src.open(None)
+    for i, v in enumerate(values):
+        mysql.execute(f"INSERT INTO `{db}`.t VALUES ({i}, {v}, {i * -7}, {v}, -0.{i:04d})")
+    got = [e.after for e in changes(drain(src, n_changes(len(values))))]
+    expected = mysql.execute(f"SELECT id, d, e, g, h FROM `{db}`.t ORDER BY id")
+    assert [tuple(str(v) for v in (r or {}).values()) for r in got] == [
+        tuple(str(v) for v in row) for row in expected
+    ]

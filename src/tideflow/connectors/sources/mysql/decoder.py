@@ -87,8 +87,10 @@ class TableDecoder:
     set_columns: tuple[tuple[int, str], ...]  # (out index, binlog name) of SET columns
     captured: bool = True
 
-    def row(self, values: dict[str, Any], none_sources: dict[str, str] | None) -> dict[str, Any]:
-        raw = list(values.values())
+    readers: list[Any] | None = None  # fast row-image readers (:mod:`.rowcodec`), if usable
+
+    def row(self, raw: list[Any], none_sources: dict[str, str] | None = None) -> dict[str, Any]:
+        """Event values from one row image's values, in table-map column order."""
         out: dict[str, Any] = {}
         for i, name, conv in zip(self.index, self.names, self.convert, strict=True):
             v = raw[i]

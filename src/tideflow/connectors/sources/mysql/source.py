@@ -40,7 +40,7 @@ from pymysqlreplication.row_event import (
 )
 
 from tideflow.connectors.base import Problem, Source
-from tideflow.connectors.sources.mysql import catalog, ddl, preflight, stream
+from tideflow.connectors.sources.mysql import catalog, ddl, preflight, rowcodec, stream
 from tideflow.connectors.sources.mysql.config import MySQLSourceConfig
 from tideflow.connectors.sources.mysql.decoder import TableDecoder, build, schema_from_table_map
 from tideflow.connectors.sources.mysql.position import BinlogPosition, from_dict
@@ -327,6 +327,8 @@ class MySQLSource(Source[MySQLSourceConfig]):
         dec = self._decoder_cache.get(cache_key)
         if dec is None:
             dec = self._decoder_cache[cache_key] = build(schema, ev.columns, mode, self._keep)
+        # Readers follow this table map's exact column metadata (a MODIFY may keep names).
+        dec.readers = rowcodec.plan(ev.columns)
         self._decoders[ev.table_id] = dec
 
     def _reconcile(self, ev: Any, key: tuple[str, str], names: list[str]) -> TableSchema:
@@ -360,31 +362,59 @@ class MySQLSource(Source[MySQLSourceConfig]):
         txid = self._gtids.txid
         pending = self._pending
         schema = dec.schema
-        row = dec.row
         if not dec.captured:
             self._signal(ev, dec, position)
             return
         self._txn_captured = True
+        op = (
+            Op.CREATE
+            if isinstance(ev, WriteRowsEvent)
+            else Op.UPDATE
+            if isinstance(ev, UpdateRowsEvent)
+            else Op.DELETE
+        )
+        for before, after in self._images(ev, dec, position):
+            pending.append(ChangeEvent(op, schema, before, after, position, ts, txid))
+
+    def _images(
+        self, ev: Any, dec: TableDecoder, position: dict[str, Any]
+    ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """(before, after) event images of every row of a rows event."""
+        row = dec.row
+        if dec.readers is not None:
+            try:
+                raw = rowcodec.decode(ev, dec.readers)
+            except rowcodec.NotFast:
+                pass  # the packet is untouched: the library decodes it below
+            except Exception as exc:  # never skip an event we cannot read
+                raise TerminalError(
+                    f"cannot decode a row event of {dec.schema.name} at {position}: {exc!r}",
+                    code="decode_error",
+                ) from exc
+            else:
+                return [
+                    (row(b) if b is not None else None, row(a) if a is not None else None)
+                    for b, a in raw
+                ]
         try:
             rows = ev.rows
         except Exception as exc:  # the library cannot decode this event: never skip it
             raise TerminalError(
-                f"cannot decode a row event of {schema.name} at {position}: {exc!r}",
+                f"cannot decode a row event of {dec.schema.name} at {position}: {exc!r}",
                 code="decode_error",
             ) from exc
+        if isinstance(ev, UpdateRowsEvent):
+            return [
+                (
+                    row(list(r["before_values"].values()), r.get("before_none_sources")),
+                    row(list(r["after_values"].values()), r.get("after_none_sources")),
+                )
+                for r in rows
+            ]
+        images = [row(list(r["values"].values()), r.get("none_sources")) for r in rows]
         if isinstance(ev, WriteRowsEvent):
-            for r in rows:
-                after = row(r["values"], r.get("none_sources"))
-                pending.append(ChangeEvent(Op.CREATE, schema, None, after, position, ts, txid))
-        elif isinstance(ev, UpdateRowsEvent):
-            for r in rows:
-                before = row(r["before_values"], r.get("before_none_sources"))
-                after = row(r["after_values"], r.get("after_none_sources"))
-                pending.append(ChangeEvent(Op.UPDATE, schema, before, after, position, ts, txid))
-        else:
-            for r in rows:
-                before = row(r["values"], r.get("none_sources"))
-                pending.append(ChangeEvent(Op.DELETE, schema, before, None, position, ts, txid))
+            return [(None, a) for a in images]
+        return [(b, None) for b in images]
 
     def _signal(self, ev: Any, dec: TableDecoder, position: dict[str, Any]) -> None:
         """Rows inserted into the signal table become messages (snapshot watermarks)."""
@@ -392,7 +422,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
             return
         self._txn_captured = True
         for r in ev.rows:
-            content = orjson.dumps(dec.row(r["values"], None), default=str)
+            content = orjson.dumps(dec.row(list(r["values"].values())), default=str)
             self._pending.append(Message(SIGNAL_TABLE, content, position, transactional=True))
 
     def _write_heartbeat(self, now: float) -> None:
