@@ -379,8 +379,18 @@ def test_list_envelope_pagination_sort_and_partial_name(api: httpx.Client) -> No
         {"sort": "password"},
         {"sort_dir": "sideways"},
         {"secret_returned": "perhaps"},
+        {"partial_name": "nul\x00byte"},
     ],
-    ids=["page-size-101", "page-size-0", "page-0", "page-huge", "sort-unknown", "dir", "secret"],
+    ids=[
+        "page-size-101",
+        "page-size-0",
+        "page-0",
+        "page-huge",
+        "sort-unknown",
+        "dir",
+        "secret",
+        "partial-name-nul",
+    ],
 )
 def test_bad_list_parameters_are_422(api: httpx.Client, params: dict[str, Any]) -> None:
     r = api.get("/sources", params=params)

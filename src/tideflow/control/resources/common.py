@@ -43,7 +43,7 @@ def list_params(
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort: Annotated[str | None, Query(max_length=64)] = None,
     sort_dir: Annotated[Literal["asc", "desc"], Query()] = "asc",
-    partial_name: Annotated[str | None, Query(max_length=255)] = None,
+    partial_name: Annotated[str | None, Query(max_length=255, pattern=r"^[^\x00]*$")] = None,
 ) -> ListParams:
     """FastAPI dependency for the list query parameters."""
     return ListParams(page, page_size, sort, sort_dir, partial_name)

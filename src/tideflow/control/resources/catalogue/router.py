@@ -24,6 +24,8 @@ ConnectorCode = Annotated[
 @router.get(
     "/sources/connectors",
     response_model=Page[ConnectorOut],
+    # A key without allowed values or default has no such field, as in the catalogue itself.
+    response_model_exclude_unset=True,
     summary="Source connectors and their config keys",
 )
 def source_connectors(
@@ -38,6 +40,8 @@ def source_connectors(
 @router.get(
     "/destinations/connectors",
     response_model=Page[ConnectorOut],
+    # A key without allowed values or default has no such field, as in the catalogue itself.
+    response_model_exclude_unset=True,
     summary="Destination connectors and their config keys",
 )
 def destination_connectors(

@@ -5,13 +5,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tideflow.control.resources.wire import ConnectorIn, ConnectorStatus, DesiredState
 
 
 class DestinationIn(ConnectorIn):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "warehouse",
+                    "connector": "postgresql",
+                    "config": {
+                        "database.hostname.user.defined": "warehouse.internal",
+                        "database.port.user.defined": 5432,
+                        "database.database.user.defined": "dwh",
+                        "connection.username": "loader",
+                        "connection.password": "secret",
+                        "table.name.prefix": "analytics",
+                        "insert.mode": "upsert",
+                    },
+                }
+            ]
+        }
+    )
 
 
 class DestinationOut(BaseModel):

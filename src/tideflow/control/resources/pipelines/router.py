@@ -18,10 +18,16 @@ from tideflow.control.resources.pipelines import service
 from tideflow.control.resources.pipelines.schemas import PipelineIn, PipelineOut
 from tideflow.control.resources.wire import ACTIONS, ERROR_RESPONSES, Page, SecretReturned
 
+# Responses leave out what the client left out of the echoed objects (exact echo).
 router = APIRouter(prefix="/pipelines", tags=["pipelines"], responses=ERROR_RESPONSES)
 
 
-@router.get("", response_model=Page[PipelineOut], summary="List pipelines")
+@router.get(
+    "",
+    response_model=Page[PipelineOut],
+    response_model_exclude_unset=True,
+    summary="List pipelines",
+)
 def list_pipelines(
     _: Authenticated,
     request: Request,
@@ -31,7 +37,12 @@ def list_pipelines(
     return service.list_(get_ctx(request), params)
 
 
-@router.post("", response_model=PipelineOut, summary="Create a pipeline (it starts at once)")
+@router.post(
+    "",
+    response_model=PipelineOut,
+    response_model_exclude_unset=True,
+    summary="Create a pipeline (it starts at once)",
+)
 def create_pipeline(
     body: PipelineIn, _: Writer, request: Request, secret_returned: SecretReturned = False
 ) -> PipelineOut:
@@ -41,6 +52,7 @@ def create_pipeline(
 @router.get(
     "/{pipeline_id}",
     response_model=Page[PipelineOut],
+    response_model_exclude_unset=True,
     summary="Get a pipeline (list envelope; an unknown id gives an empty result)",
 )
 def get_pipeline(
@@ -49,7 +61,12 @@ def get_pipeline(
     return service.get(get_ctx(request), pipeline_id)
 
 
-@router.put("/{pipeline_id}", response_model=PipelineOut, summary="Replace a pipeline")
+@router.put(
+    "/{pipeline_id}",
+    response_model=PipelineOut,
+    response_model_exclude_unset=True,
+    summary="Replace a pipeline",
+)
 def update_pipeline(
     pipeline_id: str,
     body: PipelineIn,
@@ -63,6 +80,7 @@ def update_pipeline(
 @router.delete(
     "/{pipeline_id}",
     response_model=PipelineOut,
+    response_model_exclude_unset=True,
     summary="Stop and delete a pipeline",
 )
 def delete_pipeline(
@@ -86,6 +104,7 @@ for _name, _state in ACTIONS.items():
         _action(_state),
         methods=["POST"],
         response_model=PipelineOut,
+        response_model_exclude_unset=True,
         summary=f"{_name.capitalize()} a pipeline (desired state {_state})",
         operation_id=f"{_name}_pipeline",
     )

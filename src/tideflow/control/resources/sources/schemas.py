@@ -5,13 +5,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tideflow.control.resources.wire import ConnectorIn, ConnectorStatus, DesiredState
 
 
 class SourceIn(ConnectorIn):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "orders-db",
+                    "connector": "postgresql",
+                    "config": {
+                        "database.hostname.user.defined": "db.internal",
+                        "database.port.user.defined": 5432,
+                        "database.user": "cdc",
+                        "database.password": "secret",
+                        "database.dbname": "shop",
+                        "table.include.list.user.defined": "public.orders,public.customers",
+                    },
+                    "created_from": "api",
+                    "tags": ["670e5ca40afe1d3983ce0c22"],
+                }
+            ]
+        }
+    )
 
 
 class SourceOut(BaseModel):
