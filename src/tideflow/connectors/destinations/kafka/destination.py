@@ -77,6 +77,15 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         self._failures: list[tuple[KafkaError, str, bytes | None]] = []
         self._last_error: KafkaError | None = None
 
+    def bind_source(self, info: SourceInfo) -> None:
+        """Which source the events come from (the envelope's ``source`` block).
+
+        Without it the connector is inferred from the position shape (``lsn`` → postgresql).
+        """
+        self._serializer = Serializer(
+            schemas=self.config.json_schema_enable, name=self.name, source=info
+        )
+
     def _client_conf(self) -> dict[str, Any]:
         return {
             "bootstrap.servers": self.config.bootstrap,
