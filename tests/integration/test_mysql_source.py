@@ -463,3 +463,16 @@ def test_decimals_are_exact_in_every_packing(db: str, make_source: Factory) -> N
     assert [tuple(str(v) for v in (r or {}).values()) for r in got] == [
         tuple(str(v) for v in row) for row in expected
     ]
+
+
+def test_binlog_disabled_is_reported(make_source: Factory) -> None:
+    with mysql.scratch_server("--skip-log-bin") as port:
+        mysql.execute_on(port, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY)")
+        src = make_source(
+            **{"database.port.user.defined": port, "database.include.list.user.defined": "d"}
+        )
+        problems = src.preflight()
+        assert {p.check for p in problems if p.fatal} == {"binlog"}
+        assert "log_bin=OFF" in problems[0].message
+        with pytest.raises(TerminalError, match="binary log is disabled"):
+            src.open(None)

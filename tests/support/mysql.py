@@ -32,7 +32,11 @@ def connect(**kwargs: Any) -> pymysql.connections.Connection[Any]:
 
 def execute(*statements: str, args: Any = None) -> list[Any]:
     """Run statements on a fresh autocommit connection; return the last result set."""
-    with connect() as conn, conn.cursor() as cur:
+    return execute_on(PORT, *statements, args=args)
+
+
+def execute_on(port: int, *statements: str, args: Any = None) -> list[Any]:
+    with connect(port=port) as conn, conn.cursor() as cur:
         rows: list[Any] = []
         for sql in statements:
             cur.execute(sql, args)
@@ -82,3 +86,69 @@ def table_checksum(db: str, table: str, columns: str, order_by: str = "1") -> tu
         f"ORDER BY {order_by} SEPARATOR '\\n')), '') FROM `{db}`.`{table}`",
     )
     return int(rows[0][0]), str(rows[0][1])
+
+
+@contextmanager
+def scratch_server(*options: str, port: int = 3317) -> Iterator[int]:
+    """A throw-away mariadbd on another loopback port (own temp datadir), e.g. without binlog.
+
+    Root over TCP has an empty password. The server is stopped and its files removed on exit.
+    """
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="tf-mariadb-"))
+    shutil.chown(base, "mysql", "mysql")
+    data = base / "data"
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=mysql",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    proc = subprocess.Popen(
+        [
+            "mariadbd",
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=mysql",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={base}/sock",
+            f"--pid-file={base}/pid",
+            "--innodb-buffer-pool-size=16M",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connect(port=port).close()
+                break
+            except pymysql.err.MySQLError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("scratch mariadbd did not start") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
