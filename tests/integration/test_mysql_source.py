@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +16,7 @@ from tests.support import mysql
 from tideflow.connectors.sources.mysql import rowcodec
 from tideflow.connectors.sources.mysql.config import MySQLSourceConfig
 from tideflow.connectors.sources.mysql.source import MySQLSource
+from tideflow.connectors.sources.mysql.types import format_time
 from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import ChangeEvent, Commit, Op, Record
 
@@ -476,3 +477,47 @@ def test_binlog_disabled_is_reported(make_source: Factory) -> None:
         assert "log_bin=OFF" in problems[0].message
         with pytest.raises(TerminalError, match="binary log is disabled"):
             src.open(None)
+
+
+def test_temporal_edge_values_match_the_server(db: str, make_source: Factory) -> None:
+    """TIME/DATETIME/TIMESTAMP with every fractional precision, negatives and range ends."""
+    times = [
+        "-838:59:59",
+        "838:59:59",
+        "-00:00:01",
+        "-00:00:00.5",
+        "-01:02:03.25",
+        "00:00:00",
+        "23:59:59.999999",
+        "24:00:00",
+        "-12:00:00.000001",
+    ]
+    cols = ", ".join(f"t{p} TIME({p})" for p in range(7))
+    mysql.execute(
+        f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY, {cols}, dt DATETIME(4), ts TIMESTAMP(5) NULL)"
+    )
+    src = make_source(**{"database.include.list.user.defined": db})
+    src.open(None)
+    for i, v in enumerate(times):
+        values = ", ".join([f"'{v}'"] * 7)
+        mysql.execute(
+            f"INSERT INTO `{db}`.t VALUES ({i}, {values}, "
+            f"'9999-12-31 23:59:59.9999', '2038-01-19 03:14:07.12345')"
+        )
+    got = [e.after for e in changes(drain(src, n_changes(len(times))))]
+    rows = mysql.execute("SET SESSION time_zone = '+00:00'", f"SELECT * FROM `{db}`.t ORDER BY id")
+
+    def expected(v: Any) -> Any:
+        if isinstance(v, timedelta):
+            return (
+                (datetime.min + v).time()
+                if timedelta(0) <= v < timedelta(days=1)
+                else (format_time(v))
+            )
+        return v
+
+    for after, row in zip(got, rows, strict=True):
+        assert after is not None
+        want = [expected(v) for v in row]
+        want[-1] = want[-1].replace(tzinfo=UTC)
+        assert list(after.values()) == want
