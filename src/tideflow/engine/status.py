@@ -47,8 +47,19 @@ class StatusBoard:
         self._lock = threading.Lock()
         self._written: dict[str, tuple[str, str]] = {}
         self._wanted: dict[str, tuple[str, str]] = {}
+        self._parts: dict[str, dict[str, tuple[str, str]]] = {}
 
-    def report(self, unit: str, status: str, message: str = "") -> None:
+    def report(self, unit: str, status: str, message: str = "", *, part: str | None = None) -> None:
+        """Record what ``unit`` is doing now.
+
+        A unit run in several parts (a pipeline fed by several sources) reports each part; the
+        row shows the most severe part.
+        """
+        with self._lock:
+            if part is not None:
+                parts = self._parts.setdefault(unit, {})
+                parts[part] = (status, message)
+                status, message = _most_severe(parts)
         message = message[:MAX_MESSAGE]
         with self._lock:
             self._wanted[unit] = (status, message)
@@ -72,6 +83,7 @@ class StatusBoard:
             return
         with self._lock:
             for u in units:
+                self._parts.pop(u, None)
                 self._wanted.pop(u, None)
                 self._written.pop(u, None)
         try:
@@ -108,3 +120,10 @@ class StatusBoard:
         )
         with self._lock:
             self._written[unit] = (status, message)
+
+
+_SEVERITY = {BROKEN: 0, STARTING: 1, ACTIVE: 2, PAUSED: 3, STOPPED: 4}
+
+
+def _most_severe(parts: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    return min(parts.values(), key=lambda sm: _SEVERITY.get(sm[0], 5))

@@ -1,0 +1,297 @@
+"""One thread per running (source, pipeline): write each batch, then checkpoint it.
+
+Order of effects for every batch (invariant 1): ``destination.write(batch)`` returns only when
+the batch is durable → the checkpoint is stored (forward-only, fenced) → only then is the new
+durable position visible to the source runner, which acknowledges upstream the minimum across
+its pipelines.
+
+Failures while writing: a :class:`~tideflow.engine.errors.PoisonRecord` is dead-lettered or
+halts the pipeline per its policy; any other non-terminal error closes the destination, waits
+(1 s doubling to 30 s, jittered), re-opens it and re-writes the same batch, for as long as it
+takes; a :class:`~tideflow.errors.TerminalError` ends the runner with the unit Broken.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import threading
+from typing import Any
+
+from tideflow.connectors import registry
+from tideflow.connectors.base import Destination
+from tideflow.engine import positions, status
+from tideflow.engine.config import Services
+from tideflow.engine.errors import PoisonRecord
+from tideflow.engine.metrics import now_ms
+from tideflow.engine.plan import PipelinePlan
+from tideflow.engine.positions import Position
+from tideflow.engine.retry import Backoff, wait
+from tideflow.envelope import SourceInfo
+from tideflow.errors import TerminalError, TideflowError
+from tideflow.events import Batch
+
+log = logging.getLogger(__name__)
+
+
+class Aborted(Exception):
+    """The runner was told to give up now (forced stop); nothing in flight is checkpointed."""
+
+
+def make_destination(plan: PipelinePlan, info: SourceInfo) -> Destination[Any]:
+    """Instantiate the pipeline's destination connector, told which source feeds it."""
+    dest = plan.destination
+    if dest.config is None:
+        raise TerminalError(dest.error or f"destination {dest.name} has no usable config")
+    spec = registry.get("destination", dest.code)
+    try:
+        cls = registry.load_implementation(spec)
+    except (ImportError, AttributeError) as exc:
+        raise TerminalError(f"destination connector {dest.code} is not available: {exc}") from exc
+    kwargs: dict[str, Any] = {"name": dest.name}
+    if "source" in inspect.signature(cls).parameters:
+        kwargs["source"] = info
+    instance: Destination[Any] = cls(dest.config, **kwargs)
+    bind = getattr(instance, "bind_source", None)
+    if callable(bind):
+        bind(info)
+    return instance
+
+
+class PipelineRunner:
+    """Consumes batches from its queue; owned by a source runner.
+
+    Thread-safety: :meth:`offer`, :meth:`finish`, :meth:`durable` and the properties are
+    called from the source runner's thread; everything else runs on this runner's thread.
+    """
+
+    def __init__(
+        self,
+        plan: PipelinePlan,
+        info: SourceInfo,
+        services: Services,
+        abort: threading.Event,
+        durable: Position | None,
+    ) -> None:
+        self.plan = plan
+        self.info = info
+        self.services = services
+        self.abort = abort
+        self.unit = status.pipeline_unit(plan.id)
+        self.queue: queue.Queue[Batch | None] = queue.Queue(services.config.queue_depth)
+        self.failed: TideflowError | None = None
+        self.metrics = services.metrics.unit(self.unit)
+        self._lock = threading.Lock()
+        self._durable = durable
+        self._retrying = False
+        self._stop_next = False
+        self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def durable(self) -> Position | None:
+        """The newest position whose batch is durable and checkpointed."""
+        with self._lock:
+            return self._durable
+
+    def offer(self, batch: Batch, timeout: float) -> bool:
+        """Queue ``batch``; False when the queue stayed full for ``timeout`` seconds."""
+        try:
+            self.queue.put(batch, timeout=timeout)
+        except queue.Full:
+            return False
+        return True
+
+    def finish(self) -> None:
+        """Ask the runner to end after the batches already queued (graceful stop)."""
+        while self.alive and not self.abort.is_set():
+            try:
+                self.queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _report(self, state: str, message: str = "") -> None:
+        self.services.status.report(self.unit, state, message, part=self.plan.source_id)
+
+    def _run(self) -> None:
+        dest: Destination[Any] | None = None
+        try:
+            self._report(status.STARTING)
+            dest = make_destination(self.plan, self.info)
+            self._with_retry(dest, None)
+            self._report(status.ACTIVE)
+            while True:
+                batch = self._next()
+                if batch is None:
+                    return
+                self._deliver(dest, batch)
+        except Aborted:
+            return
+        except TerminalError as exc:
+            self.failed = exc
+            self._report(status.BROKEN, exc.message)
+            log.error("%s stopped: %s", self.unit, exc.message, extra={"unit": self.unit})
+        except Exception as exc:  # a bug in the runtime itself: report it, never hide it
+            self.failed = TerminalError(f"internal error: {exc!r}")
+            self._report(status.BROKEN, self.failed.message)
+            log.exception("%s crashed", self.unit, extra={"unit": self.unit})
+        finally:
+            if dest is not None:
+                dest.close()
+
+    def _next(self) -> Batch | None:
+        """The next batch, merged with those already waiting (up to ``coalesce_events``)."""
+        if self._stop_next:
+            return None
+        while True:
+            if self.abort.is_set():
+                raise Aborted
+            try:
+                first = self.queue.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
+        if first is None:
+            return None
+        limit = self.services.config.coalesce_events
+        merged: Batch | None = None
+        while len(first.events) + (len(merged.events) if merged else 0) < limit:
+            try:
+                nxt = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._stop_next = True  # the stop request comes after this merged batch
+                break
+            if merged is None:
+                merged = Batch(
+                    list(first.events), first.position, first.last_commit_ts_ms, first.bytes
+                )
+            merged.events.extend(nxt.events)
+            merged.position = nxt.position
+            merged.last_commit_ts_ms = nxt.last_commit_ts_ms
+            merged.bytes += nxt.bytes
+        return merged or first
+
+    def _filter(self, batch: Batch) -> Batch:
+        topics = self.plan.topics
+        if topics is None or not batch.events:
+            return batch
+        events = [e for e in batch.events if e.table.name in topics]
+        if len(events) == len(batch.events):
+            return batch
+        return Batch(events, batch.position, batch.last_commit_ts_ms, batch.bytes)
+
+    def _deliver(self, dest: Destination[Any], batch: Batch) -> None:
+        batch = self._filter(batch)
+        if batch.events:
+            self._with_retry(dest, batch)
+        self._checkpoint(batch)
+        self.metrics.record_batch(batch, durable_at_ms=now_ms())
+
+    def _with_retry(self, dest: Destination[Any], batch: Batch | None) -> None:
+        """Open (``batch`` None) or write ``batch``, retrying transient failures forever."""
+        cfg = self.services.config
+        backoff = Backoff(cfg.retry_initial, cfg.retry_max)
+        reopen = batch is None
+        while True:
+            try:
+                if reopen:
+                    dest.close()
+                    dest.open()
+                    reopen = False
+                if batch is not None:
+                    self._write(dest, batch)
+                if self._retrying:
+                    self._retrying = False
+                    self._report(status.ACTIVE)
+                return
+            except TerminalError:
+                raise
+            except Exception as exc:
+                reopen = True
+                delay = backoff.next_delay()
+                self.metrics.retries += 1
+                self._retrying = True
+                message = exc.message if isinstance(exc, TideflowError) else repr(exc)
+                state = status.STARTING if batch is None else status.ACTIVE
+                self._report(
+                    state, f"retrying in {delay:.1f}s (attempt {backoff.attempt}): {message}"
+                )
+                log.warning(
+                    "%s: %s; retrying in %.1fs",
+                    self.unit,
+                    message,
+                    delay,
+                    extra={"unit": self.unit},
+                )
+                if wait(self.abort, delay):
+                    raise Aborted from None
+
+    def _write(self, dest: Destination[Any], batch: Batch) -> None:
+        while True:
+            try:
+                dest.write(batch)
+                return
+            except PoisonRecord as poison:
+                write_letters = getattr(dest, "write_dead_letters", None)
+                if self.plan.policy != "dead_letter" or not callable(write_letters):
+                    raise
+                refused = {id(letter.event) for letter in poison.letters}
+                remaining = [e for e in batch.events if id(e) not in refused]
+                if len(remaining) == len(batch.events):
+                    raise TerminalError(
+                        f"{poison.message} (the refused events are not in the batch)"
+                    ) from poison
+                # Letters first: a crash now replays the batch and writes them again, which
+                # the destination makes idempotent; never a silent drop.
+                write_letters(poison.letters)
+                self.metrics.dead_letters += len(poison.letters)
+                log.warning(
+                    "%s: %d events dead-lettered: %s",
+                    self.unit,
+                    len(poison.letters),
+                    poison.message,
+                    extra={"unit": self.unit},
+                )
+                batch = Batch(remaining, batch.position, batch.last_commit_ts_ms, batch.bytes)
+
+    def _checkpoint(self, batch: Batch) -> None:
+        position = batch.position
+        if position is None:
+            return
+        current = self.durable()
+        if current is not None and not positions.before(current, position):
+            return
+        cfg = self.services.config
+        backoff = Backoff(cfg.retry_initial, cfg.retry_max)
+        while True:
+            try:
+                _, stored = self.services.checkpoints.save(self.plan.checkpoint_unit, position)
+                break
+            except TerminalError:
+                raise
+            except Exception as exc:  # the metadata store is unreachable: keep trying
+                delay = backoff.next_delay()
+                self._report(
+                    status.ACTIVE, f"cannot store the checkpoint, retrying in {delay:.1f}s: {exc!r}"
+                )
+                self._retrying = True
+                if wait(self.abort, delay):
+                    raise Aborted from None
+        if self._retrying:
+            self._retrying = False
+            self._report(status.ACTIVE)
+        # invariant 1: the source runner sees this position only now that it is checkpointed.
+        with self._lock:
+            self._durable = positions.newest(self._durable, stored)
