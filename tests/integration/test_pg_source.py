@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.support import pg
+from tideflow.connectors.sources.postgres import connection
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.source import PostgresSource
 from tideflow.errors import TerminalError, TransientError
@@ -505,3 +506,33 @@ def test_schema_change_mid_stream(db: str, opened: Callable[..., PostgresSource]
     assert second.table.version == 2
     price = second.table.column("price")
     assert price is not None and (price.type, price.nullable) == ("numeric(8,3)", False)
+
+
+def test_held_back_reader_keeps_its_connection(
+    db: str, opened: Callable[..., PostgresSource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime that stops polling (back-pressure) must not lose the replication connection."""
+    monkeypatch.setattr(
+        connection, "SESSION_OPTIONS", connection.SESSION_OPTIONS + " -c wal_sender_timeout=2s"
+    )
+    monkeypatch.setattr(PostgresSource, "status_interval", 0.5)
+    sql(db, "CREATE TABLE t (id int PRIMARY KEY)")
+    config = make_config(db, **{"heartbeat.enabled": False})
+    src = opened(config)
+    walsender = fetch(
+        "postgres",
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+        (config.slot_name,),
+    )
+    sql(db, "INSERT INTO t VALUES (1)")
+    time.sleep(6)  # the scenario itself: three wal_sender_timeouts without a poll
+    got = poll_until(src, lambda r: bool(changes(r)))
+    assert changes(got)[0].after == {"id": 1}
+    assert (
+        fetch(
+            "postgres",
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+            (config.slot_name,),
+        )
+        == walsender
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import select
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -46,14 +47,19 @@ def pg_now_us() -> int:
 
 
 class ReplicationStream:
-    """Streams one logical slot. Owned by one thread; ``close`` may be called at any time.
+    """Streams one logical slot for one reader thread.
 
     ``read`` returns raw CopyData messages (``w`` and ``k``); keepalives that ask for a reply
     are answered inside ``read``. ``confirm`` records the acknowledged flush LSN, reported in
     the next status update: at once when the last update is over ``prompt`` seconds old,
     otherwise from a later ``read`` within ``prompt`` seconds, and every ``status_interval``
-    regardless. A server silent for ``server_timeout`` seconds (status updates ask it to
-    answer) is reported as a :class:`TransientError`.
+    regardless. When ``read`` finds the server quiet, status updates ask it to answer; no
+    answer within ``server_timeout`` seconds is a :class:`TransientError`.
+
+    The reader calls ``read`` and ``confirm`` holding :attr:`lock`. A background thread takes
+    the lock only when it is free, to send the periodic status update while the reader is held
+    back (back-pressure), so the server does not drop a slow consumer after
+    ``wal_sender_timeout``. ``close`` stops that thread.
     """
 
     def __init__(
@@ -75,8 +81,11 @@ class ReplicationStream:
         self.server_wal_end = 0
         self._reported = -1
         self._last_status = 0.0
-        self._last_rx = 0.0
+        self._awaiting_reply = 0.0  # when we first asked a quiet server to answer, or 0
         self._countdown = _TICK_EVERY
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._status_thread: threading.Thread | None = None
 
     def start(self, slot: str, start_lsn: int, options: Sequence[tuple[str, str]]) -> None:
         """Connect and ``START_REPLICATION`` at ``start_lsn`` (the flush LSN reported so far)."""
@@ -93,7 +102,11 @@ class ReplicationStream:
         if result is None or result.status != pq.ExecStatus.COPY_BOTH:
             raise self._result_error(result)
         self.flushed = max(self.flushed, start_lsn)
-        self._last_rx = self._last_status = time.monotonic()
+        self._last_status = time.monotonic()
+        self._status_thread = threading.Thread(
+            target=self._send_status_while_idle, name=f"pg-status-{slot}", daemon=True
+        )
+        self._status_thread.start()
 
     def read(self, timeout: float) -> bytes | None:
         """The next CopyData message, or ``None`` when none arrives within ``timeout`` s."""
@@ -137,14 +150,34 @@ class ReplicationStream:
 
     def close(self) -> None:
         """Report the last acknowledged LSN, then drop the connection. Never raises."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        # Best effort on the way out: close never raises.
-        with contextlib.suppress(Exception):
-            if self.flushed != self._reported and conn.status == pq.ConnStatus.OK:
-                self._put_status(conn, reply=False)
-        conn.finish()
+        self._stop.set()
+        with self.lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                # Best effort on the way out: close never raises.
+                with contextlib.suppress(Exception):
+                    if self.flushed != self._reported and conn.status == pq.ConnStatus.OK:
+                        self._put_status(conn, reply=False)
+                conn.finish()
+        thread, self._status_thread = self._status_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _send_status_while_idle(self) -> None:
+        """Background duty: a status update when the reader has not sent one for a while."""
+        while not self._stop.wait(self._status_interval / 2):
+            if not self.lock.acquire(blocking=False):
+                continue  # the reader is active and sends its own updates
+            try:
+                conn = self._conn
+                if conn is None:
+                    return
+                if time.monotonic() - self._last_status >= self._status_interval:
+                    self._put_status(conn, reply=False)
+            except TideflowError:
+                pass  # the reader meets the same failure on its next read and reports it
+            finally:
+                self.lock.release()
 
     def _keepalive(self, data: memoryview) -> bytes:
         wal_end, _send_time, reply = KEEPALIVE(data, 1)
@@ -156,20 +189,22 @@ class ReplicationStream:
 
     def _tick(self, now: float) -> float:
         """Send due status updates and check liveness; return seconds until the next duty."""
-        received = self._countdown < _TICK_EVERY
+        quiet = self._countdown >= _TICK_EVERY  # nothing received since the last tick
         self._countdown = _TICK_EVERY
-        if received:
-            self._last_rx = now
-        elif now - self._last_rx > self._server_timeout:
+        if not quiet:
+            self._awaiting_reply = 0.0
+        elif self._awaiting_reply and now - self._awaiting_reply > self._server_timeout:
             raise TransientError(
-                f"no message from Postgres for {self._server_timeout:.0f} s on the replication "
-                "connection"
+                f"Postgres did not answer on the replication connection for "
+                f"{self._server_timeout:.0f} s"
             )
         pending = self.flushed != self._reported
         due = self._last_status + (self._prompt if pending else self._status_interval)
         if now >= due:
-            # Ask for a reply when the server has been quiet, to prove it is still there.
-            self._send_status(reply=now - self._last_rx >= self._status_interval)
+            # A quiet server is asked to answer, which proves it is still there.
+            self._send_status(reply=quiet)
+            if quiet and not self._awaiting_reply:
+                self._awaiting_reply = now
             due = now + self._status_interval
         return max(0.0, due - now)
 

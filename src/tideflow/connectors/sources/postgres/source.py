@@ -49,6 +49,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
     """
 
     connector = "postgresql"
+    #: seconds between standby status updates when nothing else prompts one
+    status_interval = 10.0
 
     def __init__(self, config: PostgresSourceConfig, *, name: str) -> None:
         super().__init__(config, name=name)
@@ -87,6 +89,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._stream = ReplicationStream(
             connection.conninfo(cfg, replication=True, application_name=cfg.slot_name),
             partial(connection.classify, cfg),
+            status_interval=self.status_interval,
         )
         options = [("proto_version", "1"), ("publication_names", f'"{cfg.publication_name}"')]
         if sql.info.server_version >= 140000:
@@ -108,34 +111,46 @@ class PostgresSource(Source[PostgresSourceConfig]):
         if self._heartbeat.due(now, self._last_traffic):
             self._write_heartbeat(now)
         out: list[Record] = []
-        read, decode = stream.read, decoder.decode
-        deadline = now + timeout
-        wait = timeout
-        traffic = False
-        # invariant 6: stop at max_records; the rest stays in the socket (TCP back-pressure).
         try:
-            while len(out) < max_records:
-                msg = read(wait)
-                if msg is None:
-                    break
-                if msg[0] == _XLOG_DATA:
-                    decode(msg, 25, XLOG_START(msg, 1)[0], out)
-                    traffic = True
-                elif not decoder.in_transaction:
-                    wal_end = stream.server_wal_end
-                    if wal_end > max(self._emitted, decoder.last_commit_lsn):
-                        # invariant 4: between transactions, all WAL before the server's WAL end
-                        # has been sent to us, so that position may be acknowledged.
-                        out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
-                        self._emitted = wal_end
-                # Once something is in hand, return as soon as the buffered data runs out.
-                wait = 0.0 if out else max(0.0, deadline - time.monotonic())
+            with stream.lock:  # the status thread waits while we read
+                traffic = self._read(stream, decoder, out, max_records, now + timeout)
         except psycopg.Error as exc:  # a catalog query for a new relation failed
             raise connection.classify(self.config, str(exc), exc.sqlstate) from exc
         if traffic:
             self._last_traffic = time.monotonic()
         self._emitted = max(self._emitted, decoder.last_commit_lsn)
         return out
+
+    def _read(
+        self,
+        stream: ReplicationStream,
+        decoder: PgOutputDecoder,
+        out: list[Record],
+        max_records: int,
+        deadline: float,
+    ) -> bool:
+        """Decode messages into ``out``; return whether any WAL data (not keepalive) came."""
+        read, decode = stream.read, decoder.decode
+        wait = max(0.0, deadline - time.monotonic())
+        traffic = False
+        # invariant 6: stop at max_records; the rest stays in the socket (TCP back-pressure).
+        while len(out) < max_records:
+            msg = read(wait)
+            if msg is None:
+                break
+            if msg[0] == _XLOG_DATA:
+                decode(msg, 25, XLOG_START(msg, 1)[0], out)
+                traffic = True
+            elif not decoder.in_transaction:
+                wal_end = stream.server_wal_end
+                if wal_end > max(self._emitted, decoder.last_commit_lsn):
+                    # invariant 4: between transactions, all WAL before the server's WAL end
+                    # has been sent to us, so that position may be acknowledged.
+                    out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
+                    self._emitted = wal_end
+            # Once something is in hand, return as soon as the buffered data runs out.
+            wait = 0.0 if out else max(0.0, deadline - time.monotonic())
+        return traffic
 
     def ack(self, position: dict[str, Any]) -> None:
         if self._stream is None:
@@ -151,7 +166,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 code="invalid_position",
             )
         # invariant 2: confirm() ignores positions older than one already confirmed.
-        self._stream.confirm(lsn)
+        with self._stream.lock:
+            self._stream.confirm(lsn)
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
