@@ -21,9 +21,9 @@ from tideflow.connectors.config import ConnectorConfig, setting
 from tideflow.connectors.registry import ConnectorSpec, register
 from tideflow.engine.batching import Limits
 from tideflow.engine.checkpoints import Checkpoints
+from tideflow.engine.config import RuntimeConfig
 from tideflow.engine.errors import DeadLetter, PoisonRecord
-from tideflow.engine.positions import before
-from tideflow.engine.worker import RuntimeConfig, Worker
+from tideflow.engine.worker import Worker
 from tideflow.errors import TerminalError, TransientError
 from tideflow.events import Batch, ChangeEvent, Column, Commit, Op, Record, TableSchema
 from tideflow.ids import new_id, new_stream_id
