@@ -12,6 +12,7 @@ import httpx
 import psycopg
 from sqlalchemy.orm import Session
 
+from tests.support import pg
 from tests.support.server import Server
 from tideflow.store.db import Store
 
@@ -32,6 +33,26 @@ def pg_source_config(**overrides: Any) -> dict[str, Any]:
         "database.dbname": "shop",
         "table.include.list.user.defined": "public.orders,public.customers",
     }
+    config.update(overrides)
+    return config
+
+
+def reachable_source_config(**overrides: Any) -> dict[str, Any]:
+    """A config whose upstream exists (the test Postgres), so deleting the source really cleans
+    up upstream. Slot and publication names are unique: nothing shared is ever dropped."""
+    suffix = uuid.uuid4().hex[:10]
+    config = pg_source_config(
+        **{
+            "database.hostname.user.defined": pg.HOST,
+            "database.port.user.defined": pg.PORT,
+            "database.user": pg.USER,
+            "database.password": pg.PASSWORD,
+            "database.dbname": "postgres",
+            "database.sslmode": "disable",
+            "slot.name": f"tf_test_{suffix}",
+            "publication.name": f"tf_test_{suffix}",
+        }
+    )
     config.update(overrides)
     return config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import secrets
 from datetime import datetime
@@ -19,6 +20,7 @@ from tests.integration.platform_helpers import (
     metadata_bytes,
     metadata_session,
     pg_source_config,
+    reachable_source_config,
     unique,
     viewer_client,
 )
@@ -327,7 +329,6 @@ def test_unusual_names_round_trip(api: httpx.Client, name: str) -> None:
     assert src["name"] == name
     got = api.get(f"/sources/{src['id']}").json()["result"][0]
     assert got["name"] == name
-    api.delete(f"/sources/{src['id']}").raise_for_status()
 
 
 @pytest.mark.parametrize("source_id", [secrets.token_hex(12), "not-an-id", "0" * 24])
@@ -467,7 +468,7 @@ def test_connector_status_comes_from_the_runtime_report(server: Server, api: htt
 
 
 def test_delete_returns_the_deleted_object(server: Server, api: httpx.Client) -> None:
-    src = create_source(api)
+    src = create_source(api, config=reachable_source_config())
     r = api.delete(f"/sources/{src['id']}")
     assert r.status_code == 200, r.text
     assert r.json()["id"] == src["id"]
@@ -479,7 +480,7 @@ def test_delete_returns_the_deleted_object(server: Server, api: httpx.Client) ->
 
 
 def test_delete_of_a_used_source_is_409_naming_the_pipeline(api: httpx.Client) -> None:
-    src = create_source(api)
+    src = create_source(api, config=reachable_source_config())
     pipe = create_pipeline(api, src, create_destination(api))
     r = api.delete(f"/sources/{src['id']}")
     assert r.status_code == 409
@@ -488,6 +489,23 @@ def test_delete_of_a_used_source_is_409_naming_the_pipeline(api: httpx.Client) -
     assert got["desired_state"] == "Active", "a refused delete changes nothing"
     api.delete(f"/pipelines/{pipe['id']}").raise_for_status()
     assert api.delete(f"/sources/{src['id']}").status_code == 200
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tideflow.engine.lifecycle") is None,
+    reason="this engine has no upstream cleanup",
+)
+def test_delete_with_an_unreachable_upstream_is_409_unless_forced(api: httpx.Client) -> None:
+    unreachable = {"database.hostname.user.defined": "127.0.0.1", "database.port.user.defined": 1}
+    src = create_source(api, config=pg_source_config(**unreachable))
+    r = api.delete(f"/sources/{src['id']}")
+    assert r.status_code == 409, r.text
+    assert "force" in r.json()["detail"]
+    got = api.get(f"/sources/{src['id']}").json()["result"][0]
+    assert got["desired_state"] == "Active", "a refused delete changes nothing"
+    r = api.delete(f"/sources/{src['id']}", params={"force": "true"})
+    assert r.status_code == 200, r.text
+    assert api.get(f"/sources/{src['id']}").json()["result"] == []
 
 
 def test_viewer_may_read_but_not_write(server: Server, api: httpx.Client) -> None:

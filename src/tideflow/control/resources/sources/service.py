@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
@@ -25,6 +26,8 @@ from tideflow.store.models.resources import Pipeline, Source, Topic
 if TYPE_CHECKING:
     from tideflow.control.context import AppContext
     from tideflow.store.crypto import SecretBox
+
+log = logging.getLogger(__name__)
 
 # Where a source lists what it captures: database tables, or Kafka topics for kafkadirect.
 TOPIC_KEYS = ("table.include.list.user.defined", "topic.include.list.user.defined")
@@ -248,7 +251,11 @@ def delete(ctx: AppContext, source_id: str, *, force: bool, reveal: bool) -> Sou
 
 
 def _drop_upstream(ctx: AppContext, source_id: str, force: bool) -> None:
-    """Call the engine's upstream cleanup when the engine provides one."""
+    """Call the engine's upstream cleanup when the engine provides one.
+
+    A failed cleanup refuses the delete (409) so that a slot is never left pinning WAL
+    unnoticed; with ``force`` the source is deleted anyway and the failure only logged.
+    """
     if importlib.util.find_spec("tideflow.engine.lifecycle") is None:
         return
     lifecycle = importlib.import_module("tideflow.engine.lifecycle")
@@ -259,6 +266,17 @@ def _drop_upstream(ctx: AppContext, source_id: str, force: bool) -> None:
         drop(ctx.store, ctx.secrets, source_id, force)
     except ApiError:
         raise
-    except TideflowError as exc:
-        hint = "" if force else "; fix the cause or retry with ?force=true to delete anyway"
-        raise Conflict(f"cannot clean up the source upstream: {exc.message}{hint}") from None
+    except Exception as exc:  # an upstream can fail in any way; the answer must stay a 4xx
+        message = exc.message if isinstance(exc, TideflowError) else str(exc) or repr(exc)
+        if force:
+            log.warning(
+                "upstream cleanup of source %s failed; deleted anyway (force): %s",
+                source_id,
+                message,
+            )
+            return
+        raise Conflict(
+            f"cannot clean up the source upstream: {message}; fix the cause or retry with "
+            "?force=true to delete anyway",
+            code="upstream_cleanup_failed",
+        ) from None
