@@ -29,7 +29,7 @@ from tideflow.engine.errors import DeadLetter, PoisonRecord
 from tideflow.engine.reduce import Change, TableChanges, reduce
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError, TransientError
-from tideflow.events import Batch, ChangeEvent, TableSchema
+from tideflow.events import Batch, ChangeEvent, Op, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,12 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
             return
         if self._conn is None or self._catalog is None or self._stager is None:
             raise TransientError(f"{self._where()}: not connected")
+        events = batch.events
+        if not self.config.delete_enabled:
+            # Dropped before reduction: a create then delete of a key must leave the create.
+            events = [e for e in events if e.op is not Op.DELETE]
         try:
-            plan = [
-                (tc, self._catalog.ensure(tc.table))
-                for tc in reduce(batch.events, self._reduce_key)
-            ]
+            plan = [(tc, self._catalog.ensure(tc.table)) for tc in reduce(events, self._reduce_key)]
             for _, dest in plan:
                 self._stager.prepare(dest)
             try:
