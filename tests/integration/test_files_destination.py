@@ -23,27 +23,48 @@ from tideflow.events import UNCHANGED, Batch, ChangeEvent, Column, Op, TableSche
 
 pytestmark = pytest.mark.integration
 
-T = TableSchema("shop", "orders", (
-    Column("id", "int8", "int", False, True), Column("amount", "numeric(10,2)", "decimal"),
-    Column("at", "timestamptz", "timestamptz"), Column("tags", "text[]", "array"),
-    Column("doc", "jsonb", "json"), Column("blob", "bytea", "bytes"),
-    Column("day", "date", "date"), Column("note", "text", "text"),
-), ("id",))
+T = TableSchema(
+    "shop",
+    "orders",
+    (
+        Column("id", "int8", "int", False, True),
+        Column("amount", "numeric(10,2)", "decimal"),
+        Column("at", "timestamptz", "timestamptz"),
+        Column("tags", "text[]", "array"),
+        Column("doc", "jsonb", "json"),
+        Column("blob", "bytea", "bytes"),
+        Column("day", "date", "date"),
+        Column("note", "text", "text"),
+    ),
+    ("id",),
+)
 AT = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
 
 
 def order(i: int, amount: str = "1.00", note: Any = "n") -> dict[str, Any]:
-    return {"id": i, "amount": Decimal(amount), "at": AT, "tags": ["a", str(i)],
-            "doc": '{"k": 1}', "blob": bytes([i % 256]), "day": dt.date(2024, 1, 1 + i % 28),
-            "note": note}
+    return {
+        "id": i,
+        "amount": Decimal(amount),
+        "at": AT,
+        "tags": ["a", str(i)],
+        "doc": '{"k": 1}',
+        "blob": bytes([i % 256]),
+        "day": dt.date(2024, 1, 1 + i % 28),
+        "note": note,
+    }
 
 
 class Events:
     def __init__(self) -> None:
         self.lsn = 0
 
-    def __call__(self, op: Op, after: dict[str, Any] | None = None,
-                 before: dict[str, Any] | None = None, table: TableSchema = T) -> ChangeEvent:
+    def __call__(
+        self,
+        op: Op,
+        after: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        table: TableSchema = T,
+    ) -> ChangeEvent:
         self.lsn += 1
         return ChangeEvent(op, table, before, after, {"lsn": self.lsn}, 1_000 + self.lsn, 77)
 
@@ -93,9 +114,12 @@ def fold(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
 def scenario(ev: Events) -> list[Batch]:
     return [
         ev.batch(*(ev(Op.READ, order(i)) for i in range(1, 6))),
-        ev.batch(ev(Op.UPDATE, order(1, "9.99")), ev(Op.DELETE, before={"id": 2}),
-                 ev(Op.UPDATE, {**order(3, "3.00"), "note": UNCHANGED}, before={"id": 3}),
-                 ev(Op.CREATE, order(6, note=None))),
+        ev.batch(
+            ev(Op.UPDATE, order(1, "9.99")),
+            ev(Op.DELETE, before={"id": 2}),
+            ev(Op.UPDATE, {**order(3, "3.00"), "note": UNCHANGED}, before={"id": 3}),
+            ev(Op.CREATE, order(6, note=None)),
+        ),
         ev.batch(ev(Op.UPDATE, order(6, "6.00", note="late"))),
     ]
 
@@ -111,30 +135,53 @@ def test_parquet_files_fold_to_the_table(tmp_path: Path) -> None:
     table = fold(rows)
     assert {k: str(v["amount"]) for k, v in table.items()} == EXPECTED_IDS
     assert table[3]["note"] == "n" and table[6]["note"] == "late"
-    assert table[1] == {"id": 1, "amount": Decimal("9.99"), "at": AT, "tags": ["a", "1"],
-                        "doc": '{"k": 1}', "blob": b"\x01", "day": dt.date(2024, 1, 2),
-                        "note": "n"}
+    assert table[1] == {
+        "id": 1,
+        "amount": Decimal("9.99"),
+        "at": AT,
+        "tags": ["a", "1"],
+        "doc": '{"k": 1}',
+        "blob": b"\x01",
+        "day": dt.date(2024, 1, 2),
+        "note": "n",
+    }
     first = rows[0]
     assert first["op"] == "r" and first["before"] is None
-    assert first["source"] == {"version": "0.1.0", "connector": "postgresql", "name": "src",
-                               "ts_ms": 1001, "snapshot": "false", "db": "shop",
-                               "schema": "shop", "table": "orders", "txId": 77, "lsn": 1}
+    assert first["source"] == {
+        "version": "0.1.0",
+        "connector": "postgresql",
+        "name": "src",
+        "ts_ms": 1001,
+        "snapshot": "false",
+        "db": "shop",
+        "schema": "shop",
+        "table": "orders",
+        "txId": 77,
+        "lsn": 1,
+    }
     unchanged = [r for r in rows if r["__unchanged"]]
     assert [(r["after"]["id"], r["after"]["note"], r["__unchanged"]) for r in unchanged] == [
-        (3, None, ["note"])]
+        (3, None, ["note"])
+    ]
     schema = pq.read_schema(next((tmp_path / "shop.orders").iterdir()))
     after = schema.field("after").type
     assert str(after.field("amount").type) == "decimal128(10, 2)"
     assert str(after.field("at").type) == "timestamp[us, tz=UTC]"
     assert str(after.field("tags").type) == "list<element: string>"
-    assert pq.read_metadata(next((tmp_path / "shop.orders").iterdir())).row_group(0).column(
-        0).compression == "ZSTD"
+    assert (
+        pq.read_metadata(next((tmp_path / "shop.orders").iterdir()))
+        .row_group(0)
+        .column(0)
+        .compression
+        == "ZSTD"
+    )
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_jsonl_files_fold_to_the_table(tmp_path: Path, compression: str) -> None:
-    dest = destination(str(tmp_path), **{"format.user.defined": "jsonl",
-                                         "file.compression.type": compression})
+    dest = destination(
+        str(tmp_path), **{"format.user.defined": "jsonl", "file.compression.type": compression}
+    )
     for b in scenario(Events()):
         dest.write(b)
     rows = read_rows(tmp_path)
@@ -226,8 +273,9 @@ def test_fsspec_target_uploads_complete_files(tmp_path: Path) -> None:
     local.mkdir(parents=True)
     for n in names:
         fs.get_file(n, str(local / n.rsplit("/", 1)[-1]))
-    assert {k: str(v["amount"]) for k, v in fold(read_rows(tmp_path / "copy")).items()} == \
-        EXPECTED_IDS
+    assert {
+        k: str(v["amount"]) for k, v in fold(read_rows(tmp_path / "copy")).items()
+    } == EXPECTED_IDS
     fs.rm("/tideflow-test", recursive=True)
 
 
