@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from tideflow.connectors.config import validate
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.connection import classify
 from tideflow.connectors.sources.postgres.position import format_lsn, lsn_of, parse_lsn
 from tideflow.connectors.sources.postgres.selection import Selection, column_filter
-from tideflow.errors import TerminalError, TransientError
+from tideflow.errors import Invalid, TerminalError, TransientError
 
 
 def config(**extra: Any) -> PostgresSourceConfig:
@@ -99,3 +100,9 @@ def test_classify(message: str, error: type[Exception], text: str) -> None:
     result = classify(config(), message)
     assert isinstance(result, error)
     assert text in result.message
+
+
+@pytest.mark.parametrize("name", ["Upper", "with-dash", "", "x" * 64])
+def test_slot_name_must_be_a_valid_postgres_slot_name(name: str) -> None:
+    with pytest.raises(Invalid, match=r"config key 'slot\.name'.*lower-case letters"):
+        validate(PostgresSourceConfig, {**config().model_dump(by_alias=True), "slot.name": name})

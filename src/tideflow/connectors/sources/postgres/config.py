@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+
+from pydantic import field_validator
 
 from tideflow.connectors.config import ConnectorConfig, setting
 from tideflow.connectors.registry import ConnectorSpec, register
@@ -131,6 +134,17 @@ class PostgresSourceConfig(ConnectorConfig):
         display_name="Prefix topics with database name",
         description="Name topics database.schema.table instead of schema.table.",
     )
+
+    @field_validator("slot_name")
+    @classmethod
+    def _slot_name(cls, value: str) -> str:
+        # Postgres' own rule for slot names; checked here so a bad name is a clear 422.
+        if not re.fullmatch(r"[a-z0-9_]{1,63}", value):
+            raise ValueError(
+                "a replication slot name may only contain lower-case letters, digits and "
+                "underscores (at most 63 characters)"
+            )
+        return value
 
     def tables(self) -> list[str]:
         return split_list(self.table_include)

@@ -91,7 +91,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
             partial(connection.classify, cfg),
             status_interval=self.status_interval,
         )
-        options = [("proto_version", "1"), ("publication_names", f'"{cfg.publication_name}"')]
+        publication = '"' + cfg.publication_name.replace('"', '""') + '"'
+        options = [("proto_version", "1"), ("publication_names", publication)]
         if sql.info.server_version >= 140000:
             options.append(("messages", "true"))
         self._stream.start(cfg.slot_name, begin, options)
