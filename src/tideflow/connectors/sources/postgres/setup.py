@@ -85,22 +85,48 @@ def check_slot(info: SlotInfo | None, slot: str, dbname: str, start: int | None)
         )
 
 
-def _targets(conn: Conn, selection: Selection) -> sql.Composable:
-    parts: list[sql.Composable] = []
-    tables = list(selection.tables)
-    if selection.schemas and conn.info.server_version >= 150000:
-        schemas = sql.SQL(", ").join(map(sql.Identifier, selection.schemas))
-        parts.append(sql.SQL("TABLES IN SCHEMA {}").format(schemas))
-    elif selection.schemas:  # before 15: list the schemas' tables
-        rows = conn.execute(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
-            (list(selection.schemas),),
+Members = tuple[frozenset[tuple[str, str]], frozenset[str]]  # (tables, schemas)
+
+
+def _wanted(conn: Conn, selection: Selection) -> Members:
+    """What the publication should contain; before Postgres 15, schemas as their tables."""
+    if not selection.schemas or conn.info.server_version >= 150000:
+        return frozenset(selection.tables), frozenset(selection.schemas)
+    rows = conn.execute(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+        (list(selection.schemas),),
+    ).fetchall()
+    return frozenset(selection.tables) | {(r[0], r[1]) for r in rows}, frozenset()
+
+
+def _published(conn: Conn, name: str) -> Members:
+    tables = conn.execute(
+        "SELECT n.nspname::text, c.relname::text FROM pg_publication p"
+        " JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = %s",
+        (name,),
+    ).fetchall()
+    schemas: list[tuple[str]] = []
+    if conn.info.server_version >= 150000:
+        schemas = conn.execute(
+            "SELECT n.nspname::text FROM pg_publication p"
+            " JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid"
+            " JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE p.pubname = %s",
+            (name,),
         ).fetchall()
-        tables += [(r[0], r[1]) for r in rows]
+    return frozenset((r[0], r[1]) for r in tables), frozenset(r[0] for r in schemas)
+
+
+def _targets(members: Members) -> sql.Composable:
+    tables, schemas = members
+    parts: list[sql.Composable] = []
+    if schemas:
+        names = sql.SQL(", ").join(map(sql.Identifier, sorted(schemas)))
+        parts.append(sql.SQL("TABLES IN SCHEMA {}").format(names))
     if tables:
-        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
+        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in sorted(tables))
         parts.append(sql.SQL("TABLE {}").format(names))
     return sql.SQL(", ").join(parts)
 
@@ -128,14 +154,15 @@ def ensure_publication(conn: Conn, name: str, selection: Selection, dbname: str)
                 )
                 conn.execute(
                     sql.SQL("CREATE PUBLICATION {} FOR {}{}").format(
-                        pub, _targets(conn, selection), options
+                        pub, _targets(_wanted(conn, selection)), options
                     )
                 )
                 conn.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(pub, MARKER))
         elif (row[0] or "").startswith(MARKER):
-            conn.execute(
-                sql.SQL("ALTER PUBLICATION {} SET {}").format(pub, _targets(conn, selection))
-            )
+            wanted = _wanted(conn, selection)
+            # Only when the lists changed: ALTER PUBLICATION locks the tables it names.
+            if wanted != _published(conn, name):
+                conn.execute(sql.SQL("ALTER PUBLICATION {} SET {}").format(pub, _targets(wanted)))
     except psycopg.errors.UndefinedTable as exc:
         raise TerminalError(
             f"cannot publish the configured tables: {exc.diag.message_primary} in database "
