@@ -3,6 +3,8 @@ direct access to the server's metadata store (what the engine would write, what 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,12 +12,14 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql
 from sqlalchemy.orm import Session
 
 from tests.support import pg
 from tests.support.server import Server
 from tideflow.store.db import Store
 
+SOURCE_USER = "tideflow_api_test"
 SOURCE_PASSWORD = "pg-Source-Secret-7f3a"
 DEST_PASSWORD = "pg-Dest-Secret-91bc"
 
@@ -25,36 +29,37 @@ def unique(prefix: str) -> str:
 
 
 def pg_source_config(**overrides: Any) -> dict[str, Any]:
+    """A valid Postgres source config whose upstream exists (the test Postgres, as a role with
+    a distinctive password), so deleting the source really cleans up upstream. Slot and
+    publication names are unique: a delete never drops anything another test uses."""
+    _ensure_source_role()
+    suffix = uuid.uuid4().hex[:10]
     config: dict[str, Any] = {
-        "database.hostname.user.defined": "db.internal",
-        "database.port.user.defined": 5432,
-        "database.user": "cdc",
+        "database.hostname.user.defined": pg.HOST,
+        "database.port.user.defined": pg.PORT,
+        "database.user": SOURCE_USER,
         "database.password": SOURCE_PASSWORD,
-        "database.dbname": "shop",
+        "database.dbname": "postgres",
+        "database.sslmode": "disable",
+        "slot.name": f"tf_api_{suffix}",
+        "publication.name": f"tf_api_{suffix}",
         "table.include.list.user.defined": "public.orders,public.customers",
     }
     config.update(overrides)
     return config
 
 
-def reachable_source_config(**overrides: Any) -> dict[str, Any]:
-    """A config whose upstream exists (the test Postgres), so deleting the source really cleans
-    up upstream. Slot and publication names are unique: nothing shared is ever dropped."""
-    suffix = uuid.uuid4().hex[:10]
-    config = pg_source_config(
-        **{
-            "database.hostname.user.defined": pg.HOST,
-            "database.port.user.defined": pg.PORT,
-            "database.user": pg.USER,
-            "database.password": pg.PASSWORD,
-            "database.dbname": "postgres",
-            "database.sslmode": "disable",
-            "slot.name": f"tf_test_{suffix}",
-            "publication.name": f"tf_test_{suffix}",
-        }
-    )
-    config.update(overrides)
-    return config
+@functools.cache
+def _ensure_source_role() -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        # An earlier run or a concurrent test process may have made it.
+        with contextlib.suppress(psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(SOURCE_USER)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(SOURCE_USER), sql.Literal(SOURCE_PASSWORD)
+            )
+        )
 
 
 def pg_destination_config(**overrides: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from tests.integration.platform_helpers import (
     create_source,
     metadata_session,
     pipeline_body,
-    reachable_source_config,
     unique,
     viewer_client,
 )
@@ -249,7 +248,7 @@ def test_connector_status_comes_from_the_runtime_report(server: Server, api: htt
 
 
 def test_delete_stops_and_returns_the_deleted_object(api: httpx.Client) -> None:
-    src = create_source(api, config=reachable_source_config())
+    src = create_source(api)
     pipe = create_pipeline(api, src, create_destination(api))
     r = api.delete(f"/pipelines/{pipe['id']}")
     assert r.status_code == 200, r.text

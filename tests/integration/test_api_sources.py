@@ -20,7 +20,6 @@ from tests.integration.platform_helpers import (
     metadata_bytes,
     metadata_session,
     pg_source_config,
-    reachable_source_config,
     unique,
     viewer_client,
 )
@@ -468,7 +467,7 @@ def test_connector_status_comes_from_the_runtime_report(server: Server, api: htt
 
 
 def test_delete_returns_the_deleted_object(server: Server, api: httpx.Client) -> None:
-    src = create_source(api, config=reachable_source_config())
+    src = create_source(api)
     r = api.delete(f"/sources/{src['id']}")
     assert r.status_code == 200, r.text
     assert r.json()["id"] == src["id"]
@@ -480,7 +479,7 @@ def test_delete_returns_the_deleted_object(server: Server, api: httpx.Client) ->
 
 
 def test_delete_of_a_used_source_is_409_naming_the_pipeline(api: httpx.Client) -> None:
-    src = create_source(api, config=reachable_source_config())
+    src = create_source(api)
     pipe = create_pipeline(api, src, create_destination(api))
     r = api.delete(f"/sources/{src['id']}")
     assert r.status_code == 409
