@@ -222,8 +222,8 @@ def _refuse_if_used(session: Session, row: Source) -> None:
 def delete(ctx: AppContext, source_id: str, *, force: bool, reveal: bool) -> SourceOut:
     """Stop the source, drop its upstream state (slot, publication), then forget it.
 
-    A failed upstream cleanup leaves the source as it was (409 with the reason), unless
-    ``force`` tells the cleanup to carry on regardless.
+    A failed upstream cleanup refuses the delete (409 with the reason) and leaves the source
+    as it was; with ``force`` the source is deleted anyway.
     """
     with ctx.store.session() as s:
         row = _require(s, source_id)
