@@ -42,10 +42,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
     order; each transaction ends with a :class:`~tideflow.events.Commit` whose position is the
     commit's end LSN, the only positions the runtime acknowledges.
 
-    Status updates to the server are sent from ``poll`` (and from ``ack`` when it moves the
-    position): the runtime must call ``poll`` at least every ``wal_sender_timeout`` (60 s by
-    default), even when it holds records back, or the server drops the connection (a transient
-    error; the source then reopens from its checkpoint).
+    Standby status updates go out from ``poll`` and ``ack``, and from a background thread of
+    the replication stream while the runtime holds ``poll`` back (back-pressure), so a slow
+    destination does not make the server drop the connection after ``wal_sender_timeout``.
     """
 
     connector = "postgresql"
