@@ -45,6 +45,7 @@ class StatusBoard:
         self.store = store
         self.worker_id = worker_id
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._written: dict[str, tuple[str, str]] = {}
         self._wanted: dict[str, tuple[str, str]] = {}
         self._parts: dict[str, dict[str, tuple[str, str]]] = {}
@@ -55,17 +56,19 @@ class StatusBoard:
         A unit run in several parts (a pipeline fed by several sources) reports each part; the
         row shows the most severe part.
         """
-        with self._lock:
-            if part is not None:
-                parts = self._parts.setdefault(unit, {})
-                parts[part] = (status, message)
-                status, message = _most_severe(parts)
-        message = message[:MAX_MESSAGE]
-        with self._lock:
-            self._wanted[unit] = (status, message)
-            if self._written.get(unit) == (status, message):
-                return
-        self._write(unit, status, message)
+        # One writer at a time: the supervisor and runners may report the same unit at once,
+        # and the last report must be the row's final state.
+        with self._write_lock:
+            with self._lock:
+                if part is not None:
+                    parts = self._parts.setdefault(unit, {})
+                    parts[part] = (status, message)
+                    status, message = _most_severe(parts)
+                message = message[:MAX_MESSAGE]
+                self._wanted[unit] = (status, message)
+                if self._written.get(unit) == (status, message):
+                    return
+            self._write(unit, status, message)
 
     def get(self, unit: str) -> tuple[str, str] | None:
         with self._lock:
@@ -74,8 +77,9 @@ class StatusBoard:
     def flush(self) -> None:
         with self._lock:
             pending = [(u, w) for u, w in self._wanted.items() if self._written.get(u) != w]
-        for unit, (status, message) in pending:
-            self._write(unit, status, message)
+        with self._write_lock:
+            for unit, (status, message) in pending:
+                self._write(unit, status, message)
 
     def forget(self, units: set[str]) -> None:
         """Remove the status rows of units that no longer exist."""
