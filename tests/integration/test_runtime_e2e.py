@@ -212,6 +212,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
                 )
         worker = Worker(store, box, worker_id="e2e", config=CONFIG)
         worker.start()
+        setup: Setup | None = None
         try:
             setup = Setup(
                 store,
@@ -233,7 +234,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
             )
             yield setup
         finally:
-            worker.stop()
+            (setup.worker if setup is not None else worker).stop()  # a test may replace it
             proxy.down()
             store.dispose()
 
