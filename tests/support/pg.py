@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,19 +31,32 @@ def create_database(prefix: str = "tf") -> str:
     return name
 
 
-def drop_database(name: str) -> None:
+def drop_database(name: str, timeout: float = 30.0) -> None:
+    """Drop a test database and its replication slots, even while a walsender still holds
+    one (a server under test may reconnect until it is stopped)."""
+    deadline = time.monotonic() + timeout
     with psycopg.connect(dsn(), autocommit=True) as conn:
-        # Replication slots pin a database; drop them first.
-        for (slot,) in conn.execute(
-            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
-        ).fetchall():
-            conn.execute(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND active_pid IS NOT NULL",
-                (slot,),
-            )
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        while True:
+            slots = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+                ).fetchall()
+            ]
+            try:
+                for slot in slots:
+                    conn.execute(
+                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                        "WHERE slot_name = %s AND active_pid IS NOT NULL",
+                        (slot,),
+                    )
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 @contextmanager
