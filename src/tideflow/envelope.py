@@ -33,6 +33,7 @@ from tideflow import __version__
 from tideflow.events import UNCHANGED, ChangeEvent, TableSchema
 
 UNCHANGED_KEY = "__unchanged"
+_UNCHANGED_ID = id(UNCHANGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,7 @@ class Renderer:
         if row is None:
             return None
         out = row
-        if UNCHANGED in row.values():
+        if _UNCHANGED_ID in map(id, row.values()):  # identity: __eq__ is slow for Decimal
             out = {}
             for k, v in row.items():
                 if v is UNCHANGED:

@@ -416,3 +416,22 @@ def test_a_restarted_worker_resumes_from_its_checkpoints(setup: Setup) -> None:
     setup.worker = worker
     worker.start()
     wait_until(lambda: converged(setup), timeout=120, what="caught up after a restart")
+
+
+def test_drop_source_upstream_after_stop_removes_slot_and_publication(setup: Setup) -> None:
+    from tideflow.engine.lifecycle import drop_source_upstream
+
+    assert slot_active(setup.slot) is True
+    with setup.store.session() as s:  # what the control plane does before deleting the row
+        for pid in (setup.pg_pipeline, setup.files_pipeline):
+            pipe = s.get(Pipeline, pid)
+            assert pipe is not None
+            s.delete(pipe)
+        s.flush()
+        row = s.get(Source, setup.source_id)
+        assert row is not None
+        row.desired_state = "Stopped"
+    drop_source_upstream(setup.store, setup.worker.secrets, setup.source_id, False)
+    assert slot_active(setup.slot) is None  # gone
+    with psycopg.connect(pg.dsn(setup.src_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)

@@ -515,3 +515,40 @@ def test_broken_config_is_reported_not_raised(env: Env) -> None:
     env.worker.start()
     st = wait_until(lambda: (s := env.status(f"pipeline:{pid}")) and s[0] == "Broken" and s)
     assert "sink" in st[1]
+
+
+def test_a_config_change_restarts_the_pipeline_on_the_new_config(env: Env) -> None:
+    pid = env.pipeline("old")
+    first = env.upstream.transaction([1], v=1)
+    env.worker.start()
+    wait_until(lambda: env.checkpoint(pid) == first)
+    SINKS["new"] = Sink()
+    env.sinks.append("new")
+    with env.store.session() as s:
+        pipe = s.get(PipelineRow, pid)
+        assert pipe is not None
+        dest = s.get(DestinationRow, pipe.destination_id)
+        assert dest is not None
+        dest.config = {"sink": "new"}
+    wait_until(lambda: SINKS["new"].opens >= 1, what="re-opened on the new config")
+    second = env.upstream.transaction([2], v=2)
+    wait_until(lambda: env.checkpoint(pid) == second)
+    assert SINKS["new"].rows == {2: 2} and SINKS["old"].rows == {1: 1}
+
+
+def test_pipelines_carry_only_their_topics(env: Env) -> None:
+    pid = env.pipeline("topics")
+    with env.store.session() as s:
+        pipe = s.get(PipelineRow, pid)
+        assert pipe is not None
+        pipe.source_body = {"topics": [f"source_{env.source_id}.public.other"]}
+    other = TableSchema("public", "other", TABLE.columns, ("id",))
+    with env.upstream.cond:
+        env.upstream.records += [
+            ChangeEvent(Op.CREATE, TABLE, None, {"id": 1, "v": 1}, {"lsn": 1}, 1),
+            ChangeEvent(Op.CREATE, other, None, {"id": 2, "v": 2}, {"lsn": 2}, 1),
+            Commit({"lsn": 3}, 1),
+        ]
+    env.worker.start()
+    wait_until(lambda: env.checkpoint(pid) == 3)
+    assert SINKS["topics"].rows == {2: 2}

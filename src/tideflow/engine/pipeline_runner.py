@@ -22,6 +22,7 @@ from typing import Any
 from tideflow.connectors import registry
 from tideflow.connectors.base import Destination
 from tideflow.engine import positions, status
+from tideflow.engine.checkpointer import Checkpointer
 from tideflow.engine.config import Services
 from tideflow.engine.errors import PoisonRecord
 from tideflow.engine.metrics import now_ms
@@ -86,6 +87,9 @@ class PipelineRunner:
         self._durable = durable
         self._retrying = False
         self._stop_next = False
+        self._submitted: Position | None = None
+        self._store_retrying = False
+        self._checkpointer: Checkpointer | None = None
         self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
 
     def start(self) -> None:
@@ -125,6 +129,15 @@ class PipelineRunner:
 
     def _run(self) -> None:
         dest: Destination[Any] | None = None
+        cfg = self.services.config
+        self._checkpointer = Checkpointer(
+            self.services.checkpoints,
+            self.plan.checkpoint_unit,
+            self._publish,
+            self._store_retry,
+            self.abort,
+            Backoff(cfg.retry_initial, cfg.retry_max),
+        )
         try:
             self._report(status.STARTING)
             dest = make_destination(self.plan, self.info)
@@ -133,6 +146,9 @@ class PipelineRunner:
             while True:
                 batch = self._next()
                 if batch is None:
+                    # Graceful end: the last positions must be stored before we are done.
+                    if not self._checkpointer.flush() and self._checkpointer.failed:
+                        raise self._checkpointer.failed
                     return
                 self._deliver(dest, batch)
         except Aborted:
@@ -146,6 +162,7 @@ class PipelineRunner:
             self._report(status.BROKEN, self.failed.message)
             log.exception("%s crashed", self.unit, extra={"unit": self.unit})
         finally:
+            self._checkpointer.close()
             if dest is not None:
                 dest.close()
 
@@ -267,31 +284,30 @@ class PipelineRunner:
                 batch = Batch(remaining, batch.position, batch.last_commit_ts_ms, batch.bytes)
 
     def _checkpoint(self, batch: Batch) -> None:
+        """Hand the batch's position to the checkpointer (it publishes it once stored)."""
+        checkpointer = self._checkpointer
+        assert checkpointer is not None
+        if checkpointer.failed is not None:
+            raise checkpointer.failed
         position = batch.position
-        if position is None:
+        if position is None or position == self._submitted:
             return
         current = self.durable()
         if current is not None and not positions.before(current, position):
             return
-        cfg = self.services.config
-        backoff = Backoff(cfg.retry_initial, cfg.retry_max)
-        while True:
-            try:
-                _, stored = self.services.checkpoints.save(self.plan.checkpoint_unit, position)
-                break
-            except TerminalError:
-                raise
-            except Exception as exc:  # the metadata store is unreachable: keep trying
-                delay = backoff.next_delay()
-                self._report(
-                    status.ACTIVE, f"cannot store the checkpoint, retrying in {delay:.1f}s: {exc!r}"
-                )
-                self._retrying = True
-                if wait(self.abort, delay):
-                    raise Aborted from None
-        if self._retrying:
-            self._retrying = False
+        self._submitted = position
+        checkpointer.submit(position)
+
+    def _publish(self, stored: Position) -> None:
+        if self._store_retrying:
+            self._store_retrying = False
             self._report(status.ACTIVE)
         # invariant 1: the source runner sees this position only now that it is checkpointed.
         with self._lock:
             self._durable = positions.newest(self._durable, stored)
+
+    def _store_retry(self, delay: float, exc: Exception) -> None:
+        self._store_retrying = True
+        self._report(
+            status.ACTIVE, f"cannot store the checkpoint, retrying in {delay:.1f}s: {exc!r}"
+        )

@@ -27,6 +27,16 @@ from typing import Any, Literal
 from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
 
 _NO_UNCHANGED: frozenset[str] = frozenset()
+_UNCHANGED_ID = id(UNCHANGED)
+
+
+def has_unchanged(row: dict[str, Any]) -> bool:
+    """True when a value of ``row`` is UNCHANGED.
+
+    Compares identities: ``UNCHANGED in row.values()`` would call every value's ``__eq__``,
+    which is slow for Decimal (an ABC check per value) and runs once per event.
+    """
+    return _UNCHANGED_ID in map(id, row.values())
 
 
 @dataclass(slots=True)
@@ -83,7 +93,7 @@ def merge_unchanged(
     after: dict[str, Any], earlier: dict[str, Any] | None, before: dict[str, Any] | None
 ) -> dict[str, Any]:
     """``after`` with UNCHANGED values filled from ``earlier``, then from ``before``."""
-    if UNCHANGED not in after.values():
+    if not has_unchanged(after):
         return after
     out = dict(after)
     for name, value in after.items():
@@ -171,7 +181,7 @@ def _upsert(tc: TableChanges, ev: ChangeEvent) -> None:
                     earlier = moved.row
                 history = [*moved_events, *history]
         # Only updates carry unchanged TOAST values; creates and snapshot reads are complete.
-        if UNCHANGED in after.values():
+        if has_unchanged(after):
             after = merge_unchanged(after, earlier, before)
             unchanged = frozenset(k for k, v in after.items() if v is UNCHANGED)
             history.append(ev)

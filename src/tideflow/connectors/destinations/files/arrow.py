@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from tideflow.engine.reduce import has_unchanged
 from tideflow.envelope import Renderer, json_value
 from tideflow.events import UNCHANGED, ChangeEvent, Column, Op, TableSchema
 
@@ -160,14 +161,14 @@ def to_table(
     unchanged: list[list[str] | None] = []
     for e in events:
         after = e.after
-        if after is not None and e.op is Op.UPDATE and UNCHANGED in after.values():
+        if after is not None and e.op is Op.UPDATE and has_unchanged(after):
             unchanged.append([k for k, v in after.items() if v is UNCHANGED])
             after = {k: (None if v is UNCHANGED else v) for k, v in after.items()}
         else:
             unchanged.append(None)
         afters.append(after)
     befores = [e.before for e in events]
-    if any(b is not None and UNCHANGED in b.values() for b in befores):
+    if any(b is not None and has_unchanged(b) for b in befores):
         befores = [
             None if b is None else {k: (None if v is UNCHANGED else v) for k, v in b.items()}
             for b in befores

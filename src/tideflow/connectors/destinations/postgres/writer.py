@@ -32,6 +32,8 @@ from tideflow.connectors.destinations.postgres.tables import (
 from tideflow.engine.reduce import Change, merge_unchanged
 from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
 
+_UNCHANGED_ID = id(UNCHANGED)
+
 
 def _json(value: Any) -> Any:
     if value is None or isinstance(value, str):
@@ -307,7 +309,7 @@ class Writer:
 
 
 def _known(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    if UNCHANGED in values:
+    if _UNCHANGED_ID in map(id, values):
         return tuple(None if v is UNCHANGED else v for v in values)
     return values
 
