@@ -37,7 +37,7 @@ CREATE TABLE public.bench (
 # ~150 bytes per row on the wire.
 INSERT = (
     "INSERT INTO public.bench (id, account, amount, note) "
-    "SELECT g, g % 1000, (g % 100000) / 100.0, repeat(md5(g::text), 3) "
+    "SELECT g, g %% 1000, (g %% 100000) / 100.0, repeat(md5(g::text), 3) "
     "FROM generate_series(%s::bigint, %s::bigint) g"
 )
 
