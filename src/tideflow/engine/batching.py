@@ -79,29 +79,37 @@ class Batcher:
     def add(self, records: Sequence[Record], *, more_available: bool) -> list[Batch]:
         """Add one poll's records; return the batches that closed, in order."""
         closed: list[Batch] = []
-        limits = self.limits
+        max_events, max_bytes = self.limits.max_events, self.limits.max_bytes
+        batch = self._batch
+        events = batch.events
+        size = batch.bytes
+        avg, seen = self._avg_size, self._seen
+        # This loop runs for every record: locals, and no isinstance for the common case.
         for record in records:
             if self._opened_at is None:
                 self._opened_at = self.clock()
-            if isinstance(record, ChangeEvent):
-                batch = self._batch
-                batch.events.append(record)
-                self._seen += 1
-                if self._seen % self.SAMPLE_EVERY == 1:
-                    size = estimate_size(record)
-                    self._avg_size = max(size, self._avg_size + (size - self._avg_size) * 0.25)
-                batch.bytes += int(self._avg_size)
+            if record.__class__ is ChangeEvent or isinstance(record, ChangeEvent):
+                events.append(record)
+                seen += 1
+                if seen % self.SAMPLE_EVERY == 1:
+                    sample = estimate_size(record)
+                    avg = max(sample, avg + (sample - avg) * 0.25)
+                size += int(avg)
                 self._ends_at_commit = False
-                if len(batch.events) >= limits.max_events or batch.bytes >= limits.max_bytes:
+                if len(events) >= max_events or size >= max_bytes:
+                    batch.bytes = size
                     closed.append(self._close())
+                    batch, events, size = self._batch, self._batch.events, 0
             elif isinstance(record, Commit):
                 self._position = record.position
                 self._last_commit_ts = record.commit_ts_ms
-                self._batch.position = record.position
-                self._batch.last_commit_ts_ms = record.commit_ts_ms
+                batch.position = record.position
+                batch.last_commit_ts_ms = record.commit_ts_ms
                 self._ends_at_commit = True
             # Messages (snapshot watermarks) carry no row data for destinations.
-        if not more_available and self._ends_at_commit and self._batch.events:
+        batch.bytes = size
+        self._avg_size, self._seen = avg, seen
+        if not more_available and self._ends_at_commit and batch.events:
             closed.append(self._close())
         expired = self.expired()
         if expired is not None:

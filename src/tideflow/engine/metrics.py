@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tideflow.events import Batch
+from tideflow.events import Batch, Op
 
 
 @dataclass
@@ -26,12 +27,22 @@ class UnitMetrics:
 
     def record_batch(self, batch: Batch, *, durable_at_ms: int | None = None) -> None:
         self.batches += 1
-        for event in batch.events:
-            self.events[event.op.value] += 1
+        self.count_events(batch.events)
         if batch.events:
             self.last_event_ms = batch.events[-1].commit_ts_ms
         if durable_at_ms is not None and batch.last_commit_ts_ms is not None:
             self.latency_ms = max(0, durable_at_ms - batch.last_commit_ts_ms)
+
+    def count_events(self, events: Sequence[Any]) -> None:
+        """Add ``events`` (ChangeEvents) to the per-op counters."""
+        if not events:
+            return
+        # list.count compares identities first (C speed); hashing Op members is Python code.
+        ops = [e.op for e in events]
+        for op in Op:
+            n = ops.count(op)
+            if n:
+                self.events[op.value] += n
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -233,10 +233,11 @@ class SourceRunner:
             full = len(records) >= cfg.max_poll_records
             for batch in batcher.add(records, more_available=full):
                 self._fan_out(src, batch)
-            for r in records:
-                if isinstance(r, ChangeEvent):
-                    metrics.events[r.op.value] += 1
-                    metrics.last_event_ms = r.commit_ts_ms
+            if records:
+                events = [r for r in records if r.__class__ is ChangeEvent]
+                metrics.count_events(events)
+                if events:
+                    metrics.last_event_ms = events[-1].commit_ts_ms
 
     def _drain(self, src: Source[Any], batcher: Batcher) -> None:
         """Graceful end: hand over the open batch, let pipelines finish, ack, then return."""

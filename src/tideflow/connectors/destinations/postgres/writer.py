@@ -57,13 +57,14 @@ class Mapping:
     def __post_init__(self) -> None:
         getter = operator.itemgetter(*self.sources) if self.sources else None
         object.__setattr__(self, "_get", getter)
+        object.__setattr__(self, "_single", len(self.sources) == 1)
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """The row's values in column order (None when absent); UNCHANGED kept as is."""
         get = self._get  # type: ignore[attr-defined]
         try:
             vals = get(row) if get is not None else ()
-            if len(self.sources) == 1:
+            if self._single:  # type: ignore[attr-defined]
                 vals = (vals,)
         except KeyError:
             vals = tuple(row.get(n) for n in self.sources)
@@ -171,6 +172,8 @@ class Writer:
                 tuple(None if v is UNCHANGED else v for v in values(ch.row)) + meta(ch.event, True)
                 for ch in changes
             )
+        elif self.config.metadata_columns and not self.config.soft_delete:
+            rows = ((*values(ch.row), ch.event.commit_ts_ms, _lsn(ch.event)) for ch in changes)
         else:
             rows = (values(ch.row) + meta(ch.event, False) for ch in changes)
         stage = self.stager.load(dest, columns, rows)
