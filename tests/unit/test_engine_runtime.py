@@ -552,3 +552,43 @@ def test_pipelines_carry_only_their_topics(env: Env) -> None:
     env.worker.start()
     wait_until(lambda: env.checkpoint(pid) == 3)
     assert SINKS["topics"].rows == {2: 2}
+
+
+def test_stop_does_not_hang_when_a_destination_is_stuck(env: Env) -> None:
+    pid = env.pipeline("stuck")
+    env.upstream.transaction([1])
+    SINKS["stuck"].gate.clear()
+    env.worker.start()
+    wait_until(lambda: env.status(f"pipeline:{pid}") == ("Active", ""))
+    t0 = time.monotonic()
+    env.worker.stop()
+    assert time.monotonic() - t0 < FAST.drain_timeout + 5
+    assert env.checkpoint(pid) is None  # nothing was written: nothing is checkpointed
+
+
+def test_a_pipeline_fed_by_two_sources_keeps_one_checkpoint_per_source(env: Env) -> None:
+    pid = env.pipeline("fanin")
+    second = UPSTREAMS["fanin-up"] = Upstream()
+    sid2 = new_id()
+    with env.store.session() as s:
+        s.add(
+            SourceRow(
+                id=sid2,
+                stream_id=new_stream_id(),
+                name="fanin-up",
+                connector="scripted",
+                config={"script": "fanin-up"},
+                pipeline_id=pid,
+            )
+        )
+    c1 = env.upstream.transaction([1], v=1)
+    c2 = second.transaction([2, 3], v=2)
+    env.worker.start()
+    wait_until(lambda: env.checkpoint(pid) == c1, what="primary source checkpoint")
+    cps = Checkpoints(env.store)
+    wait_until(
+        lambda: (cps.load(f"pipeline:{pid}/{sid2}") or {}).get("lsn") == c2,
+        what="second source checkpoint",
+    )
+    assert SINKS["fanin"].rows == {1: 1, 2: 2, 3: 2}
+    wait_until(lambda: env.status(f"pipeline:{pid}") == ("Active", ""))
