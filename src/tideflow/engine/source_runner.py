@@ -155,6 +155,7 @@ class SourceRunner:
         cfg = self.services.config
         backoff = Backoff(cfg.retry_initial, cfg.retry_max)
         opened_once = False
+        opened_at: float | None = None
         while not self._stop.is_set():
             src: Source[Any] | None = None
             try:
@@ -163,7 +164,7 @@ class SourceRunner:
                 start = self._open_position()
                 src.open(start)
                 opened_once = True
-                backoff.reset()
+                opened_at = time.monotonic()
                 self._report(status.ACTIVE)
                 self._poll_loop(src, start)
                 return
@@ -176,6 +177,9 @@ class SourceRunner:
                 return
             except Exception as exc:
                 message = exc.message if isinstance(exc, TideflowError) else repr(exc)
+                if opened_at is not None and time.monotonic() - opened_at > cfg.retry_max:
+                    backoff.reset()  # it worked for a while: this is a new failure, not a loop
+                opened_at = None
                 delay = backoff.next_delay()
                 self._last_error = (
                     f"retrying in {delay:.1f}s (attempt {backoff.attempt}): {message}"

@@ -131,7 +131,12 @@ class Worker:
                 if runner.failed is not None:
                     self._fail(status.source_unit(sid), runner.source.fingerprint, now)
             elif now - runner.started_at > self.config.healthy_after:
+                # Running well for a while: later failures start the backoff over.
                 self._failures.pop(status.source_unit(sid), None)
+                running = {pid for pid, _ in runner.members()}
+                for plan in runner.plans:
+                    if plan.id in running:
+                        self._failures.pop(plan.checkpoint_unit, None)
         for runner in list(self._stopping):
             self._collect(runner)
             if not runner.alive:
