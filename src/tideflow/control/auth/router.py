@@ -8,8 +8,9 @@ from tideflow.control.auth import schemas
 from tideflow.control.auth.deps import Admin
 from tideflow.control.auth.service import service
 from tideflow.control.context import get_ctx
+from tideflow.control.resources.wire import ERROR_RESPONSES
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 
 def _tokens(pair: object) -> schemas.TokenResponse:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tideflow.control.auth.deps import Role
+from tideflow.control.resources.wire import Body
 
 
-class AccessTokenRequest(BaseModel):
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything is stored in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class AccessTokenRequest(Body):
     client_id: str = Field(min_length=1, max_length=255)
     secret: str = Field(min_length=1, max_length=1024)
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(Body):
     refresh_token: str = Field(min_length=1, max_length=1024)
 
 
@@ -27,7 +37,7 @@ class TokenResponse(BaseModel):
     expiresIn: int
 
 
-class CredentialCreate(BaseModel):
+class CredentialCreate(Body):
     role: Role = "editor"
     description: str = Field("", max_length=255)
 
@@ -37,15 +47,15 @@ class CredentialOut(BaseModel):
     client_id: str
     role: str
     description: str
-    created_at: datetime
-    revoked_at: datetime | None = None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None
 
 
 class CredentialCreated(CredentialOut):
     secret: str = Field(description="Shown once; store it now.")
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(Body):
     name: str = Field(min_length=1, max_length=255)
     role: Role = "editor"
 
@@ -55,8 +65,8 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     role: str
-    created_at: datetime
-    revoked_at: datetime | None = None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -104,6 +104,8 @@ class AuthService:
             return list(s.scalars(select(Credential).order_by(Credential.created_at)))
 
     def revoke_credential(self, client_id_or_id: str) -> Credential:
+        if "\x00" in client_id_or_id:  # cannot be stored, so cannot exist
+            raise NotFound(f"no credential '{client_id_or_id!r}'")
         with self.ctx.store.session() as s:
             cred = s.scalar(
                 select(Credential).where(
@@ -188,6 +190,8 @@ class AuthService:
             return list(s.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
+        if "\x00" in key_id:  # cannot be stored, so cannot exist
+            raise NotFound(f"no API key '{key_id!r}'")
         with self.ctx.store.session() as s:
             row = s.get(ApiKey, key_id)
             if row is None:
