@@ -182,7 +182,7 @@ class PipelineRunner:
             return None
         limit = self.services.config.coalesce_events
         merged: Batch | None = None
-        while len(first.events) + (len(merged.events) if merged else 0) < limit:
+        while len((merged or first).events) < limit:
             try:
                 nxt = self.queue.get_nowait()
             except queue.Empty:
