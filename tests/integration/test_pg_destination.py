@@ -532,3 +532,15 @@ def test_concurrent_writers_to_one_table(dbname: str) -> None:
     # Racing CREATE TABLE IF NOT EXISTS may fail one writer transiently; never terminally.
     assert all(isinstance(e, TransientError) for e in errors), errors
     del ev
+
+
+def test_values_the_destination_cannot_take_are_poison_not_retried(make: Any) -> None:
+    ev, dest = Events(), make()
+    nul = ev(Op.CREATE, ITEMS, item(1, notes="a\x00b"))
+    odd = ev(Op.CREATE, ITEMS, item(2, notes=object()))
+    with pytest.raises(PoisonRecord) as info:
+        dest.write(ev.batch(nul, odd, ev(Op.CREATE, ITEMS, item(3))))
+    assert {letter.event.after["id"] for letter in info.value.letters if letter.event.after} == {
+        1,
+        2,
+    }

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 _TERMINAL = {"28000", "28P01", "3D000", "3F000", "42501", "42P10"}
 # The destination changed under us (table or column dropped): refresh the catalogue and retry.
 _STALE = {"42P01", "42703"}
-_DATA = (psycopg.DataError, psycopg.IntegrityError)
 
 Item = Change | ChangeEvent
 Plan = list[tuple[TableChanges, DestTable]]
@@ -137,7 +136,9 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
                 self._stager.prepare(dest)
             try:
                 self._apply(plan)
-            except _DATA:
+            except psycopg.Error as exc:
+                if not _is_data_error(exc):
+                    raise
                 self._apply_isolating(plan)
         except psycopg.Error as exc:
             raise self._classify(exc) from exc
@@ -188,7 +189,9 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         try:
             with self._conn.transaction():  # a savepoint
                 self._apply_items(tc, dest, items)
-        except _DATA as exc:
+        except psycopg.Error as exc:
+            if not _is_data_error(exc):
+                raise
             if len(items) > 1:
                 mid = len(items) // 2
                 self._bisect(tc, dest, items[:mid], letters)
@@ -223,6 +226,14 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
                 )
             return TerminalError(message, code="destination_refused")
         return TransientError(message)
+
+
+def _is_data_error(exc: psycopg.Error) -> bool:
+    """A value the destination refuses: server data/constraint errors, or a value the client
+    cannot adapt (no SQLSTATE: it never reached the server)."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return True
+    return isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None
 
 
 def _items(tc: TableChanges) -> list[Item]:
