@@ -100,7 +100,7 @@ class PostgresDestinationConfig(ConnectorConfig):
         True,
         key="metadata.columns.user.defined",
         display_name="Metadata columns",
-        description="Add __source_ts_ms and __source_position columns.",
+        description="Add __source_ts_ms and __source_lsn columns (the LSN also guards replays).",
     )
 
 
