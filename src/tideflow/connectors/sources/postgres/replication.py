@@ -140,6 +140,31 @@ class ReplicationStream:
                 raise TransientError(f"replication connection lost: {exc}") from exc
             n = 0
 
+    def read_batch(self, limit: int, timeout: float) -> list[bytes]:
+        """Up to ``limit`` messages: waits up to ``timeout`` s for the first, then takes only
+        what has already arrived. Cheaper per message than ``read`` on a busy stream."""
+        first = self.read(timeout)
+        if first is None:
+            return []
+        conn = self._conn
+        assert conn is not None  # read() succeeded
+        batch = [first]
+        get, append = conn.get_copy_data, batch.append
+        while len(batch) < limit:
+            n, data = get(1)
+            if n <= 0:
+                if n < 0:
+                    break  # the next read reports how the stream ended
+                self._consume(conn)
+                n, data = get(1)
+                if n <= 0:
+                    break
+            append(self._keepalive(data) if data[0] == _K else bytes(data))
+        self._countdown -= len(batch) - 1
+        if self._countdown <= 0:
+            self._tick(time.monotonic())
+        return batch
+
     def confirm(self, lsn: int) -> None:
         """Report ``lsn`` as flushed; earlier LSNs than already reported are ignored."""
         if lsn <= self.flushed:

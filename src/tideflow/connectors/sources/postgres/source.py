@@ -23,7 +23,11 @@ from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.decoder import PgOutputDecoder
 from tideflow.connectors.sources.postgres.heartbeat import Heartbeat
 from tideflow.connectors.sources.postgres.position import format_lsn, lsn_of
-from tideflow.connectors.sources.postgres.replication import XLOG_START, ReplicationStream
+from tideflow.connectors.sources.postgres.replication import (
+    KEEPALIVE,
+    XLOG_START,
+    ReplicationStream,
+)
 from tideflow.connectors.sources.postgres.selection import Selection, column_filter
 from tideflow.connectors.sources.postgres.types import TypeMap
 from tideflow.errors import TerminalError
@@ -130,24 +134,25 @@ class PostgresSource(Source[PostgresSourceConfig]):
         deadline: float,
     ) -> bool:
         """Decode messages into ``out``; return whether any WAL data (not keepalive) came."""
-        read, decode = stream.read, decoder.decode
+        read, decode = stream.read_batch, decoder.decode
         wait = max(0.0, deadline - time.monotonic())
         traffic = False
         # invariant 6: stop at max_records; the rest stays in the socket (TCP back-pressure).
         while len(out) < max_records:
-            msg = read(wait)
-            if msg is None:
+            batch = read(max_records - len(out), wait)
+            if not batch:
                 break
-            if msg[0] == _XLOG_DATA:
-                decode(msg, 25, XLOG_START(msg, 1)[0], out)
-                traffic = True
-            elif not decoder.in_transaction:
-                wal_end = stream.server_wal_end
-                if wal_end > max(self._emitted, decoder.last_commit_lsn):
-                    # invariant 4: between transactions, all WAL before the server's WAL end
-                    # has been sent to us, so that position may be acknowledged.
-                    out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
-                    self._emitted = wal_end
+            for msg in batch:
+                if msg[0] == _XLOG_DATA:
+                    decode(msg, 25, XLOG_START(msg, 1)[0], out)
+                    traffic = True
+                elif not decoder.in_transaction:
+                    # invariant 4: between transactions, all WAL before this keepalive's WAL
+                    # end has been sent to us, so that position may be acknowledged.
+                    wal_end = KEEPALIVE(msg, 1)[0]
+                    if wal_end > max(self._emitted, decoder.last_commit_lsn):
+                        out.append(Commit({"lsn": wal_end}, int(time.time() * 1000), True))
+                        self._emitted = wal_end
             # Once something is in hand, return as soon as the buffered data runs out.
             wait = 0.0 if out else max(0.0, deadline - time.monotonic())
         return traffic
