@@ -7,10 +7,12 @@ check how they show as stream statuses.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.integration.platform_helpers import (
@@ -21,7 +23,9 @@ from tests.integration.platform_helpers import (
     unique,
     viewer_client,
 )
+from tests.support import pg
 from tests.support.server import Server
+from tideflow.connectors.sources.postgres.setup import MARKER
 from tideflow.store.models.runtime import UnitStatus
 
 PASSWORD = "stream-Secret-3c1f"
@@ -421,21 +425,82 @@ def test_metrics_are_not_invented(
     )
 
 
-def test_delete_stream(
-    api: httpx.Client, pipeline: dict[str, Any], connection: dict[str, Any]
-) -> None:
-    stream = create_stream(api, pipeline, connection)
-    source_id = stream["attributes"]["source_id"]
-    r = api.delete(f"/api/streams/{stream['id']}", params={"force": "false"})
-    assert r.status_code == 200, r.text
-    data = r.json()["data"]
-    assert data["id"] == stream["id"] and data["type"] == "stream"
-    assert data["attributes"]["deleted"] is True
-    assert datetime.fromisoformat(data["attributes"]["deleted_at"]).tzinfo is not None
+def test_delete_stream_releases_its_slot(api: httpx.Client, pipeline: dict[str, Any]) -> None:
+    slot, publication = f"tf_{uuid.uuid4().hex[:12]}", f"tf_pub_{uuid.uuid4().hex[:8]}"
+    with pg.temp_database("tfstream") as dbname:
+        with psycopg.connect(pg.dsn(dbname), autocommit=True) as conn:
+            conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+            conn.execute(f"CREATE PUBLICATION {publication} FOR TABLE public.orders")
+            # As the engine marks the publications it creates (others are left alone).
+            conn.execute(f"COMMENT ON PUBLICATION {publication} IS '{MARKER}'")
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        r = api.post(
+            "/api/connections",
+            json={
+                "name": unique("conn"),
+                "kind": "postgres",
+                "host": pg.HOST,
+                "port": pg.PORT,
+                "username": pg.USER,
+                "password": pg.PASSWORD,
+                "database": dbname,
+                "options": {"sslmode": "disable"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        conn_id = r.json()["data"]["id"]
+        r = api.post(
+            "/api/streams",
+            json={
+                "name": unique("stream"),
+                "sourceType": "postgres_cdc",
+                "pipelineId": pipeline["id"],
+                "connectionId": conn_id,
+                "config": {
+                    "publication": publication,
+                    "slot_name": slot,
+                    "tables": ["public.orders"],
+                },
+            },
+        )
+        assert r.status_code == 201, r.text
+        stream = r.json()["data"]
+        source_id = stream["attributes"]["source_id"]
+
+        r = api.delete(f"/api/streams/{stream['id']}")
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert data["id"] == stream["id"] and data["type"] == "stream"
+        assert data["attributes"]["deleted"] is True
+        assert datetime.fromisoformat(data["attributes"]["deleted_at"]).tzinfo is not None
+        with psycopg.connect(pg.dsn(dbname)) as conn:
+            slots = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            pubs = conn.execute(
+                "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication,)
+            ).fetchone()
+        assert slots == (0,) and pubs == (0,)
     assert api.get(f"/api/streams/{stream['id']}").status_code == 404
     assert api.get(f"/sources/{source_id}").json()["result"] == []
     assert api.get(f"/topics/source_{source_id}.public.orders").status_code == 404
     assert api.delete(f"/api/streams/{stream['id']}").status_code == 404
+    assert api.delete(f"/api/connections/{conn_id}").status_code == 200
+
+
+def test_failed_cleanup_refuses_the_delete_unless_forced(
+    api: httpx.Client, pipeline: dict[str, Any], connection: dict[str, Any]
+) -> None:
+    stream = create_stream(api, pipeline, connection)  # its host does not resolve
+    r = api.delete(f"/api/streams/{stream['id']}")
+    assert r.status_code == 409
+    error = r.json()["errors"][0]
+    assert error["code"] == "upstream_cleanup_failed" and "force" in error["detail"]
+    kept = attributes(api, stream["id"])
+    assert kept["pipeline_id"] == pipeline["id"] and kept["status"] == "created"
+    r = api.delete(f"/api/streams/{stream['id']}", params={"force": "true"})
+    assert r.status_code == 200, r.text
+    assert api.get(f"/api/streams/{stream['id']}").status_code == 404
 
 
 def test_a_pipelines_own_source_cannot_be_deleted_as_a_stream(api: httpx.Client) -> None:
@@ -460,7 +525,8 @@ def test_fan_in_streams_keep_their_pipeline_when_delete_is_refused(
         s["id"] for s in api.get("/api/streams", params={"pipeline_id": pipe["id"]}).json()["data"]
     }
     assert {first["id"], second["id"]} <= listed and len(listed) == 3
-    assert api.delete(f"/api/streams/{first['id']}").status_code == 200
+    r = api.delete(f"/api/streams/{first['id']}", params={"force": "true"})
+    assert r.status_code == 200, r.text
     assert attributes(api, second["id"])["pipeline_id"] == pipe["id"]
 
 
