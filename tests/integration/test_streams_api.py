@@ -23,8 +23,9 @@ from tests.integration.platform_helpers import (
     unique,
     viewer_client,
 )
+from tests.support import api as support_api
 from tests.support import pg
-from tests.support.server import Server
+from tests.support.server import Server, wait_until
 from tideflow.connectors.sources.postgres.setup import MARKER
 from tideflow.store.models.runtime import UnitStatus
 
@@ -304,10 +305,11 @@ def test_status_follows_the_runtime(
     assert api.post(f"/api/streams/{sid}/start").status_code == 200
     attrs = attributes(api, sid)
     assert attrs["status"] == status
-    if status == "error":
-        assert attrs["status_message"] == "slot orders_slot is gone"
-    else:
-        assert attrs["status_message"] is None
+    # The runtime's message comes with what it reports (not with Unassigned: none reported).
+    message = None if reported == "Unassigned" else "slot orders_slot is gone"
+    assert attrs["status_message"] == message
+    report(server, source_id, reported)
+    assert attributes(api, sid)["status_message"] is None
     listed = api.get("/api/streams", params={"status": status, "limit": 500}).json()["data"]
     assert sid in {s["id"] for s in listed}
     metrics = api.get(f"/api/streams/{sid}/metrics").json()["data"]["attributes"]
@@ -545,3 +547,109 @@ def test_viewer_reads_streams_but_cannot_act(
             viewer.post("/api/streams", json=stream_body(pipeline, connection)).status_code == 403
         )
     assert attributes(api, stream["id"])["status"] == "created"
+
+
+def test_a_stream_runs_end_to_end_in_a_worker(engine_server: Server) -> None:
+    """With the embedded worker: a stream waits in ``created`` (no slot), ``start`` makes the
+    runtime run it into its pipeline's destination, pause/stop show as the runtime reports
+    them, and delete releases the slot."""
+    with (
+        pg.temp_database("tfprim") as primary_db,
+        pg.temp_database("tfstr") as stream_db,
+        pg.temp_database("tfdst") as dest_db,
+    ):
+        with psycopg.connect(pg.dsn(primary_db), autocommit=True) as conn:
+            conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, t text)")
+        with psycopg.connect(pg.dsn(stream_db), autocommit=True) as conn:
+            conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, qty int)")
+        with engine_server.client() as c:
+            source = support_api.create(
+                c,
+                "/sources",
+                {
+                    "name": unique("src"),
+                    "connector": "postgresql",
+                    "config": support_api.pg_source_config(primary_db),
+                },
+            )
+            dest = support_api.create(
+                c,
+                "/destinations",
+                {
+                    "name": unique("dst"),
+                    "connector": "postgresql",
+                    "config": support_api.pg_destination_config(dest_db),
+                },
+            )
+            pipe = support_api.create_pipeline(c, source, dest)
+            support_api.wait_status(c, "pipelines", pipe["id"], "Active")
+
+            conn_id = c.post(
+                "/api/connections",
+                json={
+                    "name": unique("conn"),
+                    "kind": "postgres",
+                    "host": pg.HOST,
+                    "port": pg.PORT,
+                    "username": pg.USER,
+                    "password": pg.PASSWORD,
+                    "database": stream_db,
+                    "options": {"sslmode": "disable"},
+                },
+            ).json()["data"]["id"]
+            slot = f"tf_{uuid.uuid4().hex[:12]}"
+            r = c.post(
+                "/api/streams",
+                json={
+                    "name": unique("stream"),
+                    "sourceType": "postgres_cdc",
+                    "pipelineId": pipe["id"],
+                    "connectionId": conn_id,
+                    "config": {"slot_name": slot, "publication": slot, "tables": ["public.orders"]},
+                },
+            )
+            assert r.status_code == 201, r.text
+            sid = r.json()["data"]["id"]
+
+            def status() -> str:
+                return str(attributes(c, sid)["status"])
+
+            def slots() -> int:
+                with psycopg.connect(pg.dsn(stream_db)) as conn:
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                    ).fetchone()
+                    return int(row[0]) if row else 0
+
+            assert status() == "created"
+            assert slots() == 0  # a created stream is not run
+
+            assert c.post(f"/api/streams/{sid}/start").json()["data"]["attributes"]["status"] == (
+                "starting"
+            )
+            wait_until(lambda: status() == "running", timeout=60, what="the stream to run")
+            assert slots() == 1
+            with psycopg.connect(pg.dsn(stream_db), autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO public.orders SELECT g, g * 2 FROM generate_series(1, 50) g"
+                )
+            expected = pg.table_checksum(stream_db, "public.orders", order_by="id")
+
+            def delivered() -> bool:
+                try:
+                    return pg.table_checksum(dest_db, "public.orders", "id, qty", "id") == expected
+                except psycopg.Error:
+                    return False
+
+            wait_until(delivered, timeout=60, what="the stream's rows at the destination")
+
+            c.post(f"/api/streams/{sid}/pause")
+            wait_until(lambda: status() == "paused", timeout=60, what="the stream to pause")
+            c.post(f"/api/streams/{sid}/stop")
+            wait_until(lambda: status() == "stopped", timeout=60, what="the stream to stop")
+            summary = c.get("/api/streams/summary").json()["data"]["attributes"]
+            assert summary["by_status"]["stopped"] >= 1
+
+            r = c.delete(f"/api/streams/{sid}")
+            assert r.status_code == 200, r.text
+            assert slots() == 0

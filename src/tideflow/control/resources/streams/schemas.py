@@ -51,7 +51,9 @@ class StreamAttributes(BaseModel):
     pipeline_id: str | None
     connection_id: str | None
     status: StreamStatus
-    status_message: str | None = Field(description="Why the stream is in error, when it is.")
+    status_message: str | None = Field(
+        description="The runtime's message: why the stream is in error, or what it is retrying."
+    )
     desired_state: str
     config: dict[str, Any]
     topics: list[str]

@@ -59,12 +59,12 @@ def _now() -> datetime:
 
 
 def status_of(row: Source, reported: UnitStatus | None) -> tuple[str, str | None]:
-    """(stream status, status message)."""
+    """(stream status, the runtime's message about it)."""
     if not row.started:
         return "created", None
     if reported is not None and reported.status in REPORTED:
-        status = REPORTED[reported.status]
-        return status, (reported.message or None) if status == "error" else None
+        # The runtime's message says why a stream is in error, or what it is retrying.
+        return REPORTED[reported.status], reported.message or None
     return DESIRED.get(row.desired_state, "starting"), None
 
 
