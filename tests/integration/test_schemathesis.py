@@ -7,11 +7,13 @@ documented response schema. The server runs with a rate limit high enough not to
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -81,3 +83,12 @@ schema = schemathesis.from_pytest_fixture("api_schema")
 )
 def test_api_conforms_to_its_schema(case: Any, token: str) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+
+
+def test_operation_ids_are_unique(fuzzed_server: Server) -> None:
+    """SDK generators need one operationId per operation (both /api and /v1/api included)."""
+    spec = httpx.get(f"{fuzzed_server.url}/openapi.json").json()
+    ids = collections.Counter(
+        op["operationId"] for ops in spec["paths"].values() for op in ops.values()
+    )
+    assert [i for i, n in ids.items() if n > 1] == []

@@ -89,5 +89,7 @@ for _name in service.ACTIONS:
         methods=["POST"],
         response_model=schemas.ActionDocument,
         summary=f"{_name.capitalize()} a stream",
-        operation_id=f"{_name}_stream",
+        # No fixed operation_id: the router is mounted twice (/api and /v1/api) and the
+        # generated ids, which include the path, stay unique.
+        name=f"{_name}_stream",
     )
