@@ -18,9 +18,11 @@ position after a backoff; pipelines keep their queues meanwhile.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from tideflow.connectors import registry
@@ -35,6 +37,7 @@ from tideflow.engine.retry import Backoff, wait
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import Batch, ChangeEvent
+from tideflow.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,18 @@ def make_source(source: Connector) -> Source[Any]:
         cls = registry.load_implementation(spec)
     except (ImportError, AttributeError) as exc:
         raise TerminalError(f"source connector {source.code} is not available: {exc}") from exc
-    instance: Source[Any] = cls(source.config, name=source.name)
+    kwargs: dict[str, Any] = {"name": source.name}
+    if "state_dir" in inspect.signature(cls).parameters:
+        # Keyed by id, not name: a rename keeps the state, a new source with an old name
+        # does not inherit it.
+        kwargs["state_dir"] = state_dir(source.id)
+    instance: Source[Any] = cls(source.config, **kwargs)
     return instance
+
+
+def state_dir(source_id: str) -> Path:
+    """The directory where a source keeps connector-private state (e.g. MySQL schema history)."""
+    return get_settings().data_dir / "sources" / source_id
 
 
 class SourceRunner:
