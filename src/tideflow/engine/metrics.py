@@ -24,6 +24,7 @@ class UnitMetrics:
     latency_ms: int | None = None  # source commit → durable, for the newest batch
     retries: int = 0
     dead_letters: int = 0
+    transform_errors: int = 0  # records a transform threw on or that exceeded its limits
 
     def record_batch(self, batch: Batch, *, durable_at_ms: int | None = None) -> None:
         self.batches += 1
@@ -53,6 +54,7 @@ class UnitMetrics:
             "latency_ms": self.latency_ms,
             "retries": self.retries,
             "dead_letters": self.dead_letters,
+            "transform_errors": self.transform_errors,
         }
 
 

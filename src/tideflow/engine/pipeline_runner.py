@@ -29,6 +29,7 @@ from tideflow.engine.metrics import now_ms
 from tideflow.engine.plan import PipelinePlan
 from tideflow.engine.positions import Position
 from tideflow.engine.retry import Backoff, wait
+from tideflow.engine.transforms.hook import Transforms
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import Batch
@@ -90,6 +91,7 @@ class PipelineRunner:
         self._submitted: Position | None = None
         self._store_retrying = False
         self._checkpointer: Checkpointer | None = None
+        self._transforms: Transforms | None = None  # None: the untransformed fast path
         self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
 
     def start(self) -> None:
@@ -141,6 +143,8 @@ class PipelineRunner:
         try:
             self._report(status.STARTING)
             dest = make_destination(self.plan, self.info)
+            if self.plan.transforms:
+                self._transforms = Transforms(self.plan, self.metrics, self.unit)
             self._with_retry(dest, None)
             self._report(status.ACTIVE)
             while True:
@@ -162,6 +166,8 @@ class PipelineRunner:
             self._report(status.BROKEN, self.failed.message)
             log.exception("%s crashed", self.unit, extra={"unit": self.unit})
         finally:
+            if self._transforms is not None:
+                self._transforms.close()
             self._checkpointer.close()
             if dest is not None:
                 dest.close()
@@ -211,6 +217,8 @@ class PipelineRunner:
 
     def _deliver(self, dest: Destination[Any], batch: Batch) -> None:
         batch = self._filter(batch)
+        if self._transforms is not None:
+            batch = self._transforms.apply(batch, dest)
         if batch.events:
             self._with_retry(dest, batch)
         self._checkpoint(batch)

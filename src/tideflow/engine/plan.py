@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,11 +18,12 @@ from sqlalchemy import select
 
 from tideflow.connectors import registry
 from tideflow.connectors.config import ConnectorConfig, validate
+from tideflow.engine.transforms import spec as transforms
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TideflowError
 from tideflow.store.crypto import SecretBox, reveal_config
 from tideflow.store.db import Store
-from tideflow.store.models.resources import Destination, Pipeline, Source
+from tideflow.store.models.resources import Destination, Pipeline, Source, Transform
 
 ACTIVE, PAUSED, STOPPED = "Active", "Paused", "Stopped"
 Policy = Literal["halt", "dead_letter"]
@@ -62,6 +63,7 @@ class PipelinePlan:
     policy: Policy
     error: str | None
     fingerprint: str
+    transforms: tuple[transforms.TransformSpec, ...] = ()  # in pipeline order; () = fast path
 
 
 @dataclass
@@ -97,6 +99,10 @@ class Planner:
             sources = list(s.scalars(select(Source)))
             destinations = {d.id: d for d in s.scalars(select(Destination))}
             pipelines = list(s.scalars(select(Pipeline)))
+            used = {
+                t.get("id") for p in pipelines for t in p.transforms or [] if isinstance(t, dict)
+            }
+            rows = {t.id: t for t in s.scalars(select(Transform).where(Transform.id.in_(used)))}
         plan = Plan()
         for row in sources:
             conn = self._connector(
@@ -134,9 +140,8 @@ class Planner:
                 source = plan.sources.get(source_id)
                 if source is None:
                     continue
-                plan.pipelines[source_id].append(
-                    _pipeline(p, source, dest, primary=source_id == p.source_id)
-                )
+                pipeline = _pipeline(p, source, dest, primary=source_id == p.source_id)
+                plan.pipelines[source_id].append(_with_transforms(pipeline, p, rows))
         return plan
 
     def _connector(
@@ -202,3 +207,17 @@ def _pipeline(row: Pipeline, source: Connector, dest: Connector, *, primary: boo
             dest.fingerprint, dest.code, sorted(topics or ()), policy, row.destination_id
         ),
     )
+
+
+def _with_transforms(plan: PipelinePlan, row: Pipeline, rows: dict[str, Transform]) -> PipelinePlan:
+    """Attach the pipeline's transforms; a version deployed live changes the fingerprint, so
+    the pipeline restarts with it."""
+    if not row.transforms:
+        return plan
+    try:
+        specs = transforms.for_pipeline(list(row.transforms), rows, plan.source_id)
+    except transforms.Unrunnable as exc:
+        return replace(plan, error=plan.error or str(exc))
+    identity = [(t.id, t.version, t.code, t.builtin, t.pattern, sorted(t.topics or ()), t.limits)
+                for t in specs]  # fmt: skip
+    return replace(plan, transforms=specs, fingerprint=_fingerprint(plan.fingerprint, identity))

@@ -1,0 +1,128 @@
+"""A pipeline's transforms, applied in order to each batch on the pipeline's thread.
+
+Each transform sees only the records whose topic it applies to (``TransformSpec.applies_to``);
+the others pass through in place, so per-key order is kept (invariant 3). A record a
+transform fails on is returned as a failure with the event as it was before that transform;
+the pipeline runner routes it per the poison policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tideflow.engine.transforms import builtins
+from tideflow.engine.transforms.javascript import CompileError as JsCompileError
+from tideflow.engine.transforms.javascript import JavaScriptRunner
+from tideflow.engine.transforms.python_sandbox import CompileError as PyCompileError
+from tideflow.engine.transforms.python_sandbox import PythonRunner
+from tideflow.engine.transforms.records import Input, Output, Rebuilder, render
+from tideflow.engine.transforms.runtime import Failure, Runner
+from tideflow.engine.transforms.spec import TransformSpec
+from tideflow.errors import TerminalError
+from tideflow.events import ChangeEvent, Op
+
+
+class TransformError(TerminalError):
+    """A transform failed on a record and the poison policy is ``halt``."""
+
+    code = "transform_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    event: ChangeEvent
+    message: str
+
+
+class _Step:
+    def __init__(self, spec: TransformSpec) -> None:
+        self.spec = spec
+        self.ops = builtins.compile_ops(list(spec.builtin))
+        self.runner: Runner | None = None
+        if spec.code:
+            code = dict(spec.code)
+            try:
+                if spec.language == "Python":
+                    self.runner = PythonRunner(code, spec.limits)
+                else:
+                    self.runner = JavaScriptRunner(code, spec.limits)
+            except (JsCompileError, PyCompileError) as exc:
+                where = f" at line {exc.failure.line}" if exc.failure.line else ""
+                raise TransformError(
+                    f"cannot load transform '{spec.name}' v{spec.version}{where}: "
+                    f"{exc.failure.message}"
+                ) from None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+
+class Chain:
+    """Owned by one pipeline runner thread; :meth:`close` stops any worker process."""
+
+    def __init__(self, specs: tuple[TransformSpec, ...]) -> None:
+        self._steps: list[_Step] = []
+        self._rebuild = Rebuilder()
+        try:
+            for spec in specs:
+                self._steps.append(_Step(spec))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for step in self._steps:
+            step.close()
+
+    def apply(self, events: list[ChangeEvent]) -> tuple[list[ChangeEvent], list[Failed]]:
+        failed: list[Failed] = []
+        for step in self._steps:
+            events = self._step(step, events, failed)
+        return events, failed
+
+    def _step(
+        self, step: _Step, events: list[ChangeEvent], failed: list[Failed]
+    ) -> list[ChangeEvent]:
+        spec = step.spec
+        slots: list[int] = []
+        inputs: list[Input] = []
+        results: list[Output | Failure | None] = []
+        for i, e in enumerate(events):
+            if e.op == Op.TRUNCATE or not spec.applies_to(e.table.name):
+                continue
+            item = render(e, e.table.name)
+            value = builtins.apply(step.ops, item.value) if step.ops else item.value
+            slots.append(i)
+            if value is None:
+                results.append(Output(None))
+            else:
+                inputs.append(Input(value, item.key, item.topic, item.timestamp))
+                results.append(None)  # filled from the runner below
+        if not slots:
+            return events
+        if step.runner is not None and inputs:
+            ran = iter(step.runner.run(inputs))
+            results = [r if r is not None else next(ran) for r in results]
+        else:
+            it = iter(inputs)
+            results = [r if r is not None else Output(next(it).value) for r in results]
+        replaced: dict[int, list[ChangeEvent]] = {}
+        for i, result in zip(slots, results, strict=True):
+            event = events[i]
+            if isinstance(result, Failure):
+                failed.append(Failed(event, result.describe(spec.name)))
+                replaced[i] = []
+            elif result is None or result.value is None:
+                replaced[i] = []  # filtered out
+            else:
+                topics = result.topics or (event.table.name,)
+                replaced[i] = [self._rebuild.rebuild(event, result, t) for t in topics]
+        out: list[ChangeEvent] = []
+        for i, e in enumerate(events):
+            found = replaced.get(i)
+            if found is None:
+                out.append(e)
+            else:
+                out.extend(found)
+        return out

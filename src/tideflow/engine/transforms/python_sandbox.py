@@ -1,0 +1,134 @@
+"""Python transforms in a separate, limited worker process (see :mod:`.sandbox_child`).
+
+One round trip per batch. The child enforces the per-record time limit itself (an interval
+timer); the parent also keeps a deadline for the whole batch and, when the child overruns it
+or dies (e.g. stuck inside C code, killed by the kernel), kills it, starts a fresh one and
+re-runs the batch one record at a time so only the guilty record fails.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import struct
+import subprocess
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+from tideflow.engine.transforms.records import Input
+from tideflow.engine.transforms.runtime import Failure, Limits, Result, output_of
+
+_GRACE_S = 2.0  # start-up and IPC slack on top of the per-record limits
+
+
+class CompileError(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _Died(Exception):
+    pass
+
+
+class PythonRunner:
+    def __init__(self, code: dict[str, str], limits: Limits) -> None:
+        self.code = code
+        self.limits = limits
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "tideflow.engine.transforms.sandbox_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
+        )
+        init = {
+            "code": self.code,
+            "limits": {"time_ms": self.limits.time_ms, "memory_mb": self.limits.memory_mb},
+        }
+        try:
+            reply = self._exchange(init, _GRACE_S + 10)
+        except _Died:
+            self.close()
+            raise CompileError(Failure("the Python transform worker failed to start")) from None
+        if "error" in reply:
+            self.close()
+            raise CompileError(Failure(reply["error"], reply.get("line")))
+
+    def _exchange(self, doc: Any, timeout: float) -> Any:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        data = orjson.dumps(doc)
+        try:
+            proc.stdin.write(struct.pack(">I", len(data)) + data)
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise _Died from None
+        deadline = time.monotonic() + timeout
+        head = _read_exact(proc.stdout, 4, deadline)
+        (n,) = struct.unpack(">I", head)
+        return orjson.loads(_read_exact(proc.stdout, n, deadline))
+
+    def run(self, inputs: list[Input]) -> list[Result]:
+        if not inputs:
+            return []
+        per_record = self.limits.time_ms / 1000 * 3  # value, key and topic functions
+        try:
+            return self._batch(inputs, per_record * len(inputs) + _GRACE_S)
+        except _Died:
+            self._restart()
+        results: list[Result] = []
+        for item in inputs:
+            try:
+                results.extend(self._batch([item], per_record + _GRACE_S))
+            except _Died:
+                self._restart()
+                results.append(Failure("exceeded its limits; the worker process was stopped"))
+        return results
+
+    def _batch(self, inputs: list[Input], timeout: float) -> list[Result]:
+        doc = [(i.value, i.key, i.topic, i.timestamp) for i in inputs]
+        replies = self._exchange(doc, timeout)
+        return [output_of(r[1], r[2], r[3]) if r[0] == 0 else Failure(r[1], r[2]) for r in replies]
+
+    def _restart(self) -> None:
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _read_exact(stream: IO[bytes], n: int, deadline: float) -> bytes:
+    fd = stream.fileno()
+    chunks: list[bytes] = []
+    remaining = n
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise _Died
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                raise _Died
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    return b"".join(chunks)

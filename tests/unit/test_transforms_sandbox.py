@@ -1,0 +1,145 @@
+"""Sandbox escapes fail in both languages; limits stop runaway code; errors carry lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tideflow.engine.transforms.javascript import JavaScriptRunner
+from tideflow.engine.transforms.python_sandbox import CompileError, PythonRunner
+from tideflow.engine.transforms.records import Input, Output
+from tideflow.engine.transforms.runtime import Failure, Limits, Runner
+
+LIMITS = Limits(time_ms=300, memory_mb=64)
+ROW = Input({"id": 1, "t": "x"}, {"id": 1}, "public.items", 0)
+
+PY_ESCAPES = {
+    "read-file": 'return {"x": open("/etc/passwd").read()}',
+    "read-file-io": 'import io\n    return {"x": io.open("/etc/passwd").read()}',
+    "read-file-subclasses": (
+        "for c in ().__class__.__base__.__subclasses__():\n"
+        "        if c.__name__ == 'FileIO':\n"
+        "            return {'x': str(c('/etc/passwd').read())}\n"
+        "    raise RuntimeError('no FileIO')"
+    ),
+    "socket": 'import socket\n    return {"x": str(socket.socket())}',
+    "socket-via-subclasses": (
+        "for c in ().__class__.__base__.__subclasses__():\n"
+        "        g = getattr(getattr(c, '__init__', None), '__globals__', {})\n"
+        "        if 'socket' in g and hasattr(g['socket'], 'socket'):\n"
+        "            return {'x': str(g['socket'].socket())}\n"
+        "    raise RuntimeError('no socket module reachable')"
+    ),
+    "subprocess": 'import subprocess\n    return {"x": subprocess.check_output(["id"]).decode()}',
+    "os-system-via-subclasses": (
+        "for c in ().__class__.__base__.__subclasses__():\n"
+        "        g = getattr(getattr(c, '__init__', None), '__globals__', {})\n"
+        "        if 'system' in g:\n"
+        "            return {'x': g['system']('id')}\n"
+        "    raise RuntimeError('no os reachable')"
+    ),
+    "eval": 'return {"x": eval("1")}',
+}
+
+
+def python(body: str) -> str:
+    return f"def _streamkap_transform(valueObject, keyObject, topic, timestamp):\n    {body}\n"
+
+
+@pytest.fixture
+def runners() -> Iterator[list[Runner]]:
+    made: list[Runner] = []
+    yield made
+    for r in made:
+        r.close()
+
+
+@pytest.mark.parametrize("body", PY_ESCAPES.values(), ids=list(PY_ESCAPES))
+def test_python_escapes_fail(body: str, runners: list[Runner]) -> None:
+    runner = PythonRunner({"value_transform": python(body)}, LIMITS)
+    runners.append(runner)
+    [result] = runner.run([ROW])
+    assert isinstance(result, Failure), result
+    assert "root:" not in result.message and "uid=" not in result.message
+
+
+JS_ESCAPES = {
+    "require-fs": "return {x: require('fs').readFileSync('/etc/passwd', 'utf8')};",
+    "std-open": "return {x: std.open('/etc/passwd', 'r').readAsString()};",
+    "os-exec": "return {x: os.exec(['id'])};",
+    "fetch": "return {x: fetch('http://127.0.0.1:9092')};",
+    "import": "return import('os');",
+    "xhr": "return {x: new XMLHttpRequest()};",
+}
+
+
+@pytest.mark.parametrize("body", JS_ESCAPES.values(), ids=list(JS_ESCAPES))
+def test_javascript_escapes_fail(body: str) -> None:
+    code = f"function _streamkap_transform(v, k, t, ts) {{\n  {body}\n}}"
+    [result] = JavaScriptRunner({"value_transform": code}, LIMITS).run([ROW])
+    # import() yields a Promise that never resolves to a module (JSON: {}): no data gets out.
+    assert isinstance(result, Failure) or (isinstance(result, Output) and not result.value)
+
+
+def test_python_limits_and_lines(runners: list[Runner]) -> None:
+    code = (
+        "def _streamkap_transform(v, k, t, ts):\n"
+        "    if v['id'] == 2:\n"
+        "        raise ValueError('bad row')\n"
+        "    if v['id'] == 3:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    if v['id'] == 4:\n"
+        "        a = []\n"
+        "        while True:\n"
+        "            a.append('x' * 10**6)\n"
+        "    return {**v, 'double': v['id'] * 2}\n"
+    )
+    runner = PythonRunner({"value_transform": code}, LIMITS)
+    runners.append(runner)
+    rows = [Input({"id": i}, {"id": i}, "public.items", 0) for i in range(1, 6)]
+    out = runner.run(rows)
+    assert out[0] == Output({"id": 1, "double": 2})
+    assert out[1] == Failure("ValueError: bad row", 3)
+    assert isinstance(out[2], Failure) and "time limit" in out[2].message
+    assert isinstance(out[3], Failure) and "memory limit" in out[3].message
+    assert out[4] == Output({"id": 5, "double": 10})
+
+
+def test_javascript_limits_and_lines() -> None:
+    code = (
+        "function _streamkap_transform(v, k, t, ts) {\n"
+        "  if (v.id == 2) throw new Error('bad row');\n"
+        "  if (v.id == 3) { while (true) {} }\n"
+        "  if (v.id == 4) { var a = []; while (true) a.push(new Array(100000).fill(1)); }\n"
+        "  v.double = v.id * 2; return v;\n"
+        "}"
+    )
+    runner = JavaScriptRunner({"value_transform": code}, LIMITS)
+    out = runner.run([Input({"id": i}, {"id": i}, "public.items", 0) for i in range(1, 6)])
+    assert out[0] == Output({"id": 1, "double": 2})
+    assert out[1] == Failure("Error: bad row", 2)
+    assert isinstance(out[2], Failure) and "time limit" in out[2].message
+    assert isinstance(out[3], Failure) and "memory limit" in out[3].message
+    assert out[4] == Output({"id": 5, "double": 10})
+
+
+def test_python_syntax_error_names_the_line() -> None:
+    with pytest.raises(CompileError) as info:
+        PythonRunner(
+            {"value_transform": "def _streamkap_transform(v, k, t, ts):\n  return (\n"}, LIMITS
+        )
+    assert info.value.failure.line is not None
+
+
+def test_topic_fan_out_and_key() -> None:
+    code = {
+        "value_transform": "function _streamkap_transform(v) { return v; }",
+        "topic_transform": (
+            "function _streamkap_transform_topic(v, k, t) { return [t, t + '_copy']; }"
+        ),
+        "key_transform": "function _streamkap_transform_key(v, k) { return {id: k.id}; }",
+    }
+    [out] = JavaScriptRunner(code, LIMITS).run([ROW])
+    assert out == Output({"id": 1, "t": "x"}, {"id": 1}, ("public.items", "public.items_copy"))
