@@ -61,6 +61,10 @@ chaos: install services ## Long chaos/soak loops (kill -9, restarts) — not par
 bench: install services ## Benchmarks; prints figures and writes bench/results/
 	$(BIN)/python -m bench.run
 
+.PHONY: bench-quick
+bench-quick: install services ## Benchmark smoke run (a few minutes): 200k rows, 300k-row transaction
+	$(BIN)/python -m bench.run --quick
+
 .PHONY: migration
 migration: install ## Regenerate migration 0001 from the models (pre-release only)
 	PATH=$(BIN):$$PATH $(BIN)/python scripts/regen_initial_migration.py

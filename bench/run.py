@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 import psycopg
 import pyarrow.parquet as pq
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from tests.support import api, pg
 from tests.support.server import Server, wait_until
 
@@ -62,12 +64,37 @@ def parquet_rows(root: Path) -> int:
     return sum(pq.read_metadata(p).num_rows for p in root.rglob("*.parquet"))
 
 
+KAFKA = os.environ.get("TIDEFLOW_BENCH_KAFKA", "127.0.0.1:9092")
+
+
+def kafka_messages(topic: str) -> int:
+    """Sum of the end offsets of ``topic`` (0 while it does not exist yet)."""
+    meta = AdminClient({"bootstrap.servers": KAFKA}).list_topics(topic, timeout=5)
+    info = meta.topics.get(topic)
+    if info is None or info.error is not None:
+        return 0
+    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "tideflow-bench"})
+    try:
+        total = 0
+        for p in info.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+            total += high
+        return total
+    except KafkaException:
+        return 0
+    finally:
+        consumer.close()
+
+
 class Bench:
     def __init__(self, rows: int, work: Path) -> None:
         self.rows = rows
         self.work = work
         self.server = Server(work / "server", worker=True).start()
         self.client = self.server.client()
+        assert self.server.proc is not None
+        # Before any connector ran: what the process costs with nothing to stream.
+        self.idle_rss_mb = round(psutil.Process(self.server.proc.pid).memory_info().rss / 2**20, 1)
 
     def close(self) -> None:
         self.client.close()
@@ -121,6 +148,29 @@ class Bench:
                 },
             )
             return self.drain(source, src, lambda: parquet_rows(lake) >= self.rows)
+
+    def to_kafka(self) -> float:
+        """Debezium-envelope JSON messages, one per row, into a fresh one-partition topic."""
+        prefix = f"bench{time.time_ns()}."
+        topic = f"{prefix}public.bench"
+        with pg.temp_database("bsrc") as src:
+            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                conn.execute(TABLE)
+            source = self.pipeline(
+                src,
+                {
+                    "connector": "kafka",
+                    "config": {"kafka.sink.bootstrap": KAFKA, "topic.prefix": prefix},
+                },
+            )
+            rate = self.drain(source, src, lambda: kafka_messages(topic) >= self.rows)
+            # Duplicates would inflate the figure: the topic must hold exactly one per row.
+            time.sleep(1.0)
+            got = kafka_messages(topic)
+            if got != self.rows:
+                raise AssertionError(f"topic {topic} holds {got} messages, expected {self.rows}")
+            AdminClient({"bootstrap.servers": KAFKA}).delete_topics([topic])
+            return rate
 
     def latency(self, rate: int, seconds: int) -> dict[str, float]:
         """Commit → durable-at-destination latency at a fixed rate, from the destination's
@@ -209,26 +259,57 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-tx", type=int, default=2_000_000)
     parser.add_argument("--rate", type=int, default=5_000)
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run of a few minutes: 200k rows, 300k-row transaction, 10 s latency",
+    )
+    parser.add_argument(
+        "--only",
+        default="pg,parquet,kafka,latency,rss",
+        help="comma-separated subset of pg,parquet,kafka,latency,rss",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.big_tx, args.seconds = 200_000, 300_000, 10
+    only = set(args.only.split(","))
     work = Path(os.environ.get("TIDEFLOW_BENCH_DIR", "/tmp/tideflow-bench")) / str(time.time_ns())
     bench = Bench(args.rows, work)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine()}
+    results["idle_rss_mb"] = bench.idle_rss_mb
+    results["args"] = {
+        "rows": args.rows,
+        "big_tx": args.big_tx,
+        "rate": args.rate,
+        "seconds": args.seconds,
+    }
     try:
-        results["pg_to_pg_rows_per_s"] = round(bench.to_postgres())
-        print(f"Postgres → Postgres: {results['pg_to_pg_rows_per_s']:,} rows/s", flush=True)
-        results["pg_to_parquet_rows_per_s"] = round(bench.to_parquet())
-        print(f"Postgres → Parquet:  {results['pg_to_parquet_rows_per_s']:,} rows/s", flush=True)
-        results["latency"] = bench.latency(args.rate, args.seconds)
-        print(f"Latency at {args.rate} rows/s: {results['latency']}", flush=True)
-        results["peak_rss_mb_big_tx"] = bench.peak_rss(args.big_tx)
-        print(
-            f"Peak RSS, one {args.big_tx:,}-row transaction: {results['peak_rss_mb_big_tx']} MB",
-            flush=True,
-        )
+        if "pg" in only:
+            results["pg_to_pg_rows_per_s"] = round(bench.to_postgres())
+            print(f"Postgres → Postgres: {results['pg_to_pg_rows_per_s']:,} rows/s", flush=True)
+        if "parquet" in only:
+            results["pg_to_parquet_rows_per_s"] = round(bench.to_parquet())
+            print(
+                f"Postgres → Parquet:  {results['pg_to_parquet_rows_per_s']:,} rows/s", flush=True
+            )
+        if "kafka" in only:
+            results["pg_to_kafka_rows_per_s"] = round(bench.to_kafka())
+            print(f"Postgres → Kafka:    {results['pg_to_kafka_rows_per_s']:,} rows/s", flush=True)
+        if "latency" in only:
+            results["latency"] = bench.latency(args.rate, args.seconds)
+            print(f"Latency at {args.rate} rows/s: {results['latency']}", flush=True)
+        if "rss" in only:
+            results["peak_rss_mb_big_tx"] = bench.peak_rss(args.big_tx)
+            print(
+                f"Peak RSS, one {args.big_tx:,}-row transaction: "
+                f"{results['peak_rss_mb_big_tx']} MB (idle {bench.idle_rss_mb} MB)",
+                flush=True,
+            )
     finally:
         bench.close()
-    out = ROOT / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    suffix = "-quick" if args.quick else ""
+    out = ROOT / "results" / f"{datetime.now(UTC):%Y-%m-%d}{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
