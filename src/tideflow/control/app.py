@@ -106,9 +106,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()
-        ]
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return error_response(request, 422, "invalid", errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -122,6 +120,7 @@ def _include_routers(app: FastAPI) -> None:
     from tideflow.control.resources.catalogue.router import router as catalogue_router
     from tideflow.control.resources.connections.router import router as connections_router
     from tideflow.control.resources.destinations.router import router as destinations_router
+    from tideflow.control.resources.metrics.router import router as metrics_router
     from tideflow.control.resources.pipelines.router import router as pipelines_router
     from tideflow.control.resources.sources.router import router as sources_router
     from tideflow.control.resources.streams.router import router as streams_router
@@ -132,9 +131,14 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     # The catalogue's fixed paths (/sources/connectors) must win over /sources/{id}.
     app.include_router(catalogue_router)
+    app.include_router(metrics_router)  # /pipelines/metrics must win over /pipelines/{id}
     for router in (
-        sources_router, destinations_router, pipelines_router, transforms_router,
-        topics_router, tags_router,
+        sources_router,
+        destinations_router,
+        pipelines_router,
+        transforms_router,
+        topics_router,
+        tags_router,
     ):
         app.include_router(router)
     for prefix in ("", "/v1"):

@@ -84,6 +84,8 @@ class PipelineRunner:
         self.queue: queue.Queue[Batch | None] = queue.Queue(services.config.queue_depth)
         self.failed: TideflowError | None = None
         self.metrics = services.metrics.unit(self.unit)
+        services.metrics.owners[self.unit] = plan.destination.id
+        self.metrics.reset_in_flight()
         self._lock = threading.Lock()
         self._durable = durable
         self._retrying = False
@@ -115,6 +117,7 @@ class PipelineRunner:
             self.queue.put(batch, timeout=timeout)
         except queue.Full:
             return False
+        self.metrics.note_offered(batch)
         return True
 
     def finish(self) -> None:
@@ -159,6 +162,7 @@ class PipelineRunner:
             return
         except TerminalError as exc:
             self.failed = exc
+            self.metrics.errors += 1
             self._report(status.BROKEN, exc.message)
             log.error("%s stopped: %s", self.unit, exc.message, extra={"unit": self.unit})
         except Exception as exc:  # a bug in the runtime itself: report it, never hide it
@@ -168,6 +172,7 @@ class PipelineRunner:
         finally:
             if self._transforms is not None:
                 self._transforms.close()
+            self.metrics.reset_in_flight()  # nothing is in flight once this runner is gone
             self._checkpointer.close()
             if dest is not None:
                 dest.close()
@@ -216,6 +221,7 @@ class PipelineRunner:
         return Batch(events, batch.position, batch.last_commit_ts_ms, batch.bytes)
 
     def _deliver(self, dest: Destination[Any], batch: Batch) -> None:
+        offered = len(batch.events)
         batch = self._filter(batch)
         if self._transforms is not None:
             batch = self._transforms.apply(batch, dest)
@@ -223,6 +229,7 @@ class PipelineRunner:
             self._with_retry(dest, batch)
         self._checkpoint(batch)
         self.metrics.record_batch(batch, durable_at_ms=now_ms())
+        self.metrics.note_done(offered)
 
     def _with_retry(self, dest: Destination[Any], batch: Batch | None) -> None:
         """Open (``batch`` None) or write ``batch``, retrying transient failures forever."""
@@ -247,6 +254,7 @@ class PipelineRunner:
                 reopen = True
                 delay = backoff.next_delay()
                 self.metrics.retries += 1
+                self.metrics.errors += 1
                 self._retrying = True
                 message = exc.message if isinstance(exc, TideflowError) else repr(exc)
                 state = status.STARTING if batch is None else status.ACTIVE

@@ -178,6 +178,7 @@ class SourceRunner:
                 src.open(start)
                 opened_once = True
                 opened_at = time.monotonic()
+                self.metrics.connected = True
                 self._report(status.ACTIVE)
                 self._poll_loop(src, start)
                 return
@@ -193,6 +194,9 @@ class SourceRunner:
                 if opened_at is not None and time.monotonic() - opened_at > cfg.retry_max:
                     backoff.reset()  # it worked for a while: this is a new failure, not a loop
                 opened_at = None
+                self.metrics.connected = False
+                self.metrics.errors += 1
+                self.metrics.retries += 1
                 delay = backoff.next_delay()
                 self._last_error = (
                     f"retrying in {delay:.1f}s (attempt {backoff.attempt}): {message}"
@@ -211,6 +215,7 @@ class SourceRunner:
                 if wait(self._stop, delay):
                     return
             finally:
+                self.metrics.connected = False
                 if src is not None:
                     src.close()
 
@@ -251,10 +256,7 @@ class SourceRunner:
             for batch in batcher.add(records, more_available=full):
                 self._fan_out(src, batch)
             if records:
-                events = [r for r in records if r.__class__ is ChangeEvent]
-                metrics.count_events(events)
-                if events:
-                    metrics.last_event_ms = events[-1].commit_ts_ms
+                metrics.note_read([r for r in records if r.__class__ is ChangeEvent], 0)
 
     def _drain(self, src: Source[Any], batcher: Batcher) -> None:
         """Graceful end: hand over the open batch, let pipelines finish, ack, then return."""
@@ -274,6 +276,7 @@ class SourceRunner:
 
     def _fan_out(self, src: Source[Any], batch: Batch) -> None:
         self.metrics.batches += 1
+        self.metrics.bytes += batch.bytes
         self._last_fanned = batch.position
         for pid, runner in list(self._members.items()):
             while not runner.offer(batch, timeout=0.1):

@@ -22,6 +22,8 @@ from tideflow.engine import status
 from tideflow.engine.checkpoints import Checkpoints
 from tideflow.engine.config import RuntimeConfig, Services
 from tideflow.engine.metrics import Metrics
+from tideflow.engine.metrics import enabled as metrics_enabled
+from tideflow.engine.observe import Sampler
 from tideflow.engine.plan import ACTIVE, PAUSED, STOPPED, Connector, PipelinePlan, Plan, Planner
 from tideflow.engine.positions import Position
 from tideflow.engine.retry import Backoff
@@ -81,6 +83,7 @@ class Worker:
             self.metrics,
         )
         self._planner = Planner(store, secrets)
+        self.sampler = Sampler(store, secrets, self.metrics) if metrics_enabled() else None
         self._groups: dict[str, SourceRunner] = {}
         self._stopping: list[SourceRunner] = []
         self._failures: dict[str, _Failure] = {}
@@ -95,9 +98,13 @@ class Worker:
         tune_gc()
         self._thread = threading.Thread(target=self._loop, name="tideflow-supervisor", daemon=True)
         self._thread.start()
+        if self.sampler is not None:
+            self.sampler.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.sampler is not None:
+            self.sampler.stop()
         if self._thread is not None:
             self._thread.join()
         runners = [*self._groups.values(), *self._stopping]

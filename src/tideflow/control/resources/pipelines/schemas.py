@@ -76,5 +76,6 @@ class PipelineOut(BaseModel):
     tags: list[str]
     created_from: str
     connector_status: ConnectorStatus
+    health: str | None = Field(None, description="healthy | warning | critical (docs/metrics.md)")
     desired_state: DesiredState
     created_timestamp: datetime

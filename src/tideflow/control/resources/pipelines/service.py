@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
 from tideflow.control.resources.pipelines.schemas import (
@@ -47,6 +48,7 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
             connector_status=configs.derived_status(
                 row.desired_state, reported.get(f"pipeline:{row.id}")
             ),
+            health=metrics_service.health_in(session, f"pipeline:{row.id}"),
             desired_state=row.desired_state,
             created_timestamp=configs.aware(row.created_at),
         )

@@ -39,6 +39,7 @@ class SourceOut(BaseModel):
     connector: str
     config: dict[str, Any]
     connector_status: ConnectorStatus
+    health: str | None = Field(None, description="healthy | warning | critical (docs/metrics.md)")
     desired_state: DesiredState
     created_timestamp: datetime
     tags: list[str]

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
 from tideflow.control.resources.sources.schemas import SourceIn, SourceOut
@@ -85,6 +86,7 @@ def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) 
                 connector_status=configs.derived_status(
                     row.desired_state, reported.get(f"source:{row.id}")
                 ),
+                health=metrics_service.health_in(session, f"source:{row.id}"),
                 desired_state=row.desired_state,
                 created_timestamp=configs.aware(row.created_at),
                 tags=list(row.tags or []),

@@ -96,7 +96,8 @@ class SummaryAttributes(BaseModel):
     total: int
     by_status: dict[str, int]
     approx_events_per_minute: int = Field(
-        description="0 until event metrics are collected (see metrics_available)."
+        description="Events read per minute over the last 5 minutes, from stored metrics "
+        "(0 and metrics_available false when nothing was measured)."
     )
     metrics_available: bool
     computed_at: datetime
@@ -121,8 +122,8 @@ class MetricsAttributes(BaseModel):
     last_event_at: datetime | None
     window: Window
     measured: bool = Field(
-        description="False: throughput, lag and errors are not measured yet; the rates are 0 "
-        "and lag/last event are null rather than estimates."
+        description="False: no stored metrics in the window (the stream has not run); the rates "
+        "are 0 and lag/last event are null rather than estimates."
     )
     computed_at: datetime
 

@@ -22,6 +22,7 @@ from tideflow.connectors import registry
 from tideflow.control.context import AppContext
 from tideflow.control.resources import configs
 from tideflow.control.resources.connections import service as connections
+from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources.sources import service as sources
 from tideflow.control.resources.streams import cursor as cursors
 from tideflow.control.resources.streams import mapping
@@ -346,13 +347,14 @@ def summary(ctx: AppContext) -> dict[str, Any]:
         reports = _reports(s, rows)
         for row in rows:
             counts[status_of(row, reports.get(_unit(row)))[0]] += 1
+    epm, measured = metrics_service.approx_events_per_minute(ctx)
     return {
         "type": "streams_summary",
         "attributes": {
             "total": len(rows),
             "by_status": counts,
-            "approx_events_per_minute": 0,
-            "metrics_available": False,
+            "approx_events_per_minute": epm,
+            "metrics_available": measured,
             "computed_at": _now(),
         },
     }
@@ -362,19 +364,15 @@ def metrics(ctx: AppContext, stream_id: str, window: str) -> dict[str, Any]:
     with ctx.store.session() as s:
         row = _require(s, stream_id)
         status, _ = status_of(row, _reports(s, [row]).get(_unit(row)))
+        source_id = row.id
     return {
         "id": stream_id,
         "type": "stream_metrics",
         "attributes": {
             "stream_id": stream_id,
             "status": status,
-            "events_per_second": 0.0,
-            "bytes_per_second": 0.0,
-            "lag_seconds": None,
-            "error_rate_per_minute": 0.0,
-            "last_event_at": None,
+            **metrics_service.stream_figures(ctx, source_id, window),
             "window": window,
-            "measured": False,
             "computed_at": _now(),
         },
     }
