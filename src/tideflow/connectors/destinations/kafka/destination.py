@@ -114,6 +114,9 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
             "linger.ms": 5,
             "message.timeout.ms": self.config.delivery_timeout_ms,
             "queue.buffering.max.messages": 500_000,
+            # _on_delivery only records failures: a Python callback per acknowledged message
+            # cost ~1 µs of GIL time each. flush() still waits for every message either way.
+            "delivery.report.only.error": True,
         }
         if self.config.transactional:
             conf["transactional.id"] = transactional_id(self.name)
