@@ -1,8 +1,8 @@
 """Transforms: config, versioned implementations, and deployment records.
 
-Transform *execution* is not part of this release. Deploying records which version is meant
-to run (preview or live) and the job status says, truthfully, that nothing runs:
-``NOT_DEPLOYED`` or ``DEPLOYED_NOT_RUNNING``, never ``RUNNING``.
+Pipelines execute the version deployed live (see ``tideflow.engine.transforms``). The job
+status is ``RUNNING`` only while at least one Active pipeline lists the transform; otherwise
+``NOT_DEPLOYED`` or ``DEPLOYED_NOT_RUNNING``.
 
 Implementation versions are immutable: each save adds version ``n + 1``.
 """
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tideflow.control.context import AppContext
 from tideflow.control.resources.common import ListParams, paginate
-from tideflow.control.resources.configs import is_object_id
+from tideflow.control.resources.configs import is_object_id, statuses
 from tideflow.control.resources.tags.service import check_ids as check_tag_ids
 from tideflow.control.resources.transforms import code
 from tideflow.control.resources.transforms.schemas import (
@@ -27,13 +27,14 @@ from tideflow.control.resources.transforms.schemas import (
     TransformCreate,
     TransformUpdate,
 )
+from tideflow.engine.transforms.spec import RUNNABLE
 from tideflow.errors import Conflict, Invalid, NotFound
 from tideflow.ids import new_id
 from tideflow.store.models.resources import Pipeline, Topic, Transform
 
 NOT_RUNNING_MESSAGE = (
-    "Transform execution is not available in this Tideflow release: the deployed version is "
-    "recorded, but no transform job runs and records pass through pipelines untransformed."
+    "Not running: no Active pipeline executes this transform. Pipelines run the version "
+    "deployed live; enrich, rollup and sql_join transforms are stored but not executed."
 )
 # Version ids clients send to mean "the latest saved version".
 LATEST_ALIASES = frozenset({"no-version", "latest", "0"})
@@ -245,16 +246,42 @@ def deploy(
         }
 
 
+def _running_pipelines(s: Session, t: Transform) -> list[str]:
+    """Active pipelines that list ``t``: the worker runs a pipeline's transforms or reports it
+    Broken, so an Active pipeline with a live version executes it."""
+    ids = [
+        pid
+        for pid, transforms in s.execute(select(Pipeline.id, Pipeline.transforms))
+        if any(isinstance(x, dict) and x.get("id") == t.id for x in transforms or [])
+    ]
+    reported = statuses(s, (f"pipeline:{pid}" for pid in ids))
+    return [pid for pid in ids if reported.get(f"pipeline:{pid}") == "Active"]
+
+
 def job_status(ctx: AppContext, transform_id: str) -> dict[str, Any]:
     with ctx.store.session() as s:
         t = _get(s, transform_id)
+        runnable = bool(t.live_version or (t.config or {}).get("transforms.builtin"))
+        running = runnable and t.transform in RUNNABLE and bool(_running_pipelines(s, t))
+        if running:
+            return {
+                "id": t.id,
+                "job_name": f"transform-{t.name}",
+                "status": "RUNNING",
+                "start_time": _aware(t.live_deployed_at),
+                "running": True,
+                "execution_available": True,
+                "live_version": t.live_version,
+                "preview_version": t.preview_version,
+                "message": "executed by at least one Active pipeline",
+            }
         return {
             "id": t.id,
             "job_name": f"transform-{t.name}",
             "status": status_of(t),
             "start_time": None,
             "running": False,
-            "execution_available": False,
+            "execution_available": t.transform in RUNNABLE,
             "live_version": t.live_version,
             "preview_version": t.preview_version,
             "message": NOT_RUNNING_MESSAGE,
