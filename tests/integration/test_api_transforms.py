@@ -1,5 +1,5 @@
 """Platform API: /transforms — config rules, versioned implementations, deployment records
-and the honest job status (execution is not available yet) — on a live server."""
+and the honest job status (RUNNING only while an Active pipeline executes it) — on a live server."""
 
 from __future__ import annotations
 
@@ -378,7 +378,7 @@ def test_deploy_records_versions_and_job_status_is_honest(api: httpx.Client) -> 
     assert status["start_time"] is None
     # map_filter can run, but no Active pipeline lists it: honestly not running.
     assert status["running"] is False and status["execution_available"] is True
-    assert "not available" in status["message"]
+    assert "Not running" in status["message"]
     assert (status["live_version"], status["preview_version"]) == (1, 2)
     details = api.get(f"/transforms/{t['id']}/implementation_details").json()
     assert (details["live_version"], details["preview_version"]) == ("1", "2")
