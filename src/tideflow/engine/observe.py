@@ -164,6 +164,7 @@ class Sampler:
         self.interval = interval or interval_seconds()
         self._planner = Planner(store, secrets)
         self._previous: dict[str, list[int]] = {}
+        self._seen: set[str] = set()
         self._minute: dict[str, dict[str, float]] = {}
         self._minute_ts: int | None = None
         self._last_ts = 0
@@ -192,6 +193,7 @@ class Sampler:
     def sample(self) -> None:
         now = now_ms()
         ts = max(now // 1000, self._last_ts + 1)
+        previous_ts = self._last_ts or ts - 1
         self._last_ts = ts
         plan = self._planner.load()
         feeds = {f"pipeline:{p.id}": p.source_id for p in plan.all_pipelines() if p.source_id}
@@ -211,7 +213,15 @@ class Sampler:
             if kind in ("pipeline", "source"):
                 body = bodies.get(uid) if kind == "pipeline" else None
                 v["health"] = float(self.health.evaluate(unit, v, self._error_rate(unit, v), body))
-        self._write(values, ts)
+        # A unit new since the last sample had all its counters at 0 then: say so, so that
+        # windows count the events of its first interval too.
+        zeros = {
+            u: {k: 0.0 for k in v if k in COUNTERS or k == "events_total"}
+            for u, v in values.items()
+            if u not in self._seen
+        }
+        self._seen.update(values)
+        self._write(values, ts, zeros, previous_ts)
 
     def _error_rate(self, unit: str, v: dict[str, float]) -> float:
         """Errors per minute over the last minute, from this process's running totals."""
@@ -223,10 +233,17 @@ class Sampler:
             rows = s.execute(select(Pipeline.id, Pipeline.destination_body)).all()
         return {pid: body for pid, body in rows if isinstance(body, dict)}
 
-    def _write(self, values: dict[str, dict[str, float]], ts: int) -> None:
+    def _write(
+        self,
+        values: dict[str, dict[str, float]],
+        ts: int,
+        zeros: dict[str, dict[str, float]],
+        zero_ts: int,
+    ) -> None:
         rows = [
-            {"unit": u, "metric": k, "resolution": FINE, "ts": ts, "value": val}
-            for u, v in values.items()
+            {"unit": u, "metric": k, "resolution": FINE, "ts": t, "value": val}
+            for points, t in ((zeros, zero_ts), (values, ts))
+            for u, v in points.items()
             for k, val in v.items()
         ]
         minute = (ts // 60 + 1) * 60
