@@ -109,6 +109,17 @@ def statuses(session: Session, units: Iterable[str]) -> dict[str, str]:
     return {unit: status if status in STATUSES else "Unknown" for unit, status in rows}
 
 
+def status_messages(session: Session, units: Iterable[str]) -> dict[str, str]:
+    """The runtime's message (why a unit is Broken or retrying) of each unit that has one."""
+    wanted = list(units)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(UnitStatus.unit, UnitStatus.message).where(UnitStatus.unit.in_(wanted))
+    )
+    return {unit: message for unit, message in rows if message}
+
+
 def derived_status(desired_state: str, reported: str | None) -> str:
     """What to show as ``connector_status``: the runtime's report when there is one,
     otherwise what the desired state honestly implies."""

@@ -77,5 +77,10 @@ class PipelineOut(BaseModel):
     created_from: str
     connector_status: ConnectorStatus
     health: str | None = Field(None, description="healthy | warning | critical (docs/metrics.md)")
+    connector_status_message: str | None = Field(
+        None,
+        description="Why the runtime reports this status (the error of a Broken unit, the "
+        "retry reason of a Starting one); null when there is nothing to say.",
+    )
     desired_state: DesiredState
     created_timestamp: datetime

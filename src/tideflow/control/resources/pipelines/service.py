@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
+from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources.pipelines.schemas import (
     PipelineDestination,
     PipelineIn,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
     reported = configs.statuses(session, (f"pipeline:{r.id}" for r in rows))
+    messages = configs.status_messages(session, (f"pipeline:{r.id}" for r in rows))
     return [
         PipelineOut(
             id=row.id,
@@ -48,6 +49,7 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
             connector_status=configs.derived_status(
                 row.desired_state, reported.get(f"pipeline:{row.id}")
             ),
+            connector_status_message=messages.get(f"pipeline:{row.id}"),
             health=metrics_service.health_in(session, f"pipeline:{row.id}"),
             desired_state=row.desired_state,
             created_timestamp=configs.aware(row.created_at),

@@ -15,9 +15,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
+from tideflow.control.resources.metrics import service as metrics_service
 from tideflow.control.resources.sources.schemas import SourceIn, SourceOut
 from tideflow.control.resources.wire import Page
 from tideflow.errors import ApiError, Conflict, Invalid, NotFound, TideflowError
@@ -74,6 +74,7 @@ def _sync_topics(session: Session, source: Source) -> None:
 
 def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) -> list[SourceOut]:
     reported = configs.statuses(session, (f"source:{r.id}" for r in rows))
+    messages = configs.status_messages(session, (f"source:{r.id}" for r in rows))
     out = []
     for row in rows:
         names = topic_names(row.config)
@@ -86,6 +87,7 @@ def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) 
                 connector_status=configs.derived_status(
                     row.desired_state, reported.get(f"source:{row.id}")
                 ),
+                connector_status_message=messages.get(f"source:{row.id}"),
                 health=metrics_service.health_in(session, f"source:{row.id}"),
                 desired_state=row.desired_state,
                 created_timestamp=configs.aware(row.created_at),
