@@ -109,3 +109,24 @@ def test_mariadb_gtid_state() -> None:
     assert format_mariadb_gtids(state) == "0-1-9,1-2-30"
     with pytest.raises(ValueError):
         parse_mariadb_gtids("0-1")
+
+
+@pytest.mark.parametrize(
+    ("column_type", "raw", "shown"),
+    [
+        ("inet6", bytes(15) + b"\x01", "::1"),
+        ("inet6", bytes(10) + b"\xff\xff\x0a\x00\x00\x01", "::ffff:10.0.0.1"),
+        ("inet6", bytes.fromhex("20010db8"), "2001:db8::"),  # trailing zeros stripped
+        ("inet6", "::1", "::1"),
+        ("inet4", b"\x0a\x00\x00", "10.0.0.0"),
+        (
+            "uuid",
+            bytes.fromhex("123e4567e89b12d3a45657d4e92984"),
+            "123e4567-e89b-12d3-a456-57d4e9298400",
+        ),
+    ],
+    ids=["loopback", "v4-mapped", "stripped", "already-text", "inet4-stripped", "uuid-stripped"],
+)
+def test_fixed_width_binary_types_are_repadded(column_type: str, raw: object, shown: str) -> None:
+    convert = converter(column_type)
+    assert convert is not None and convert(raw) == shown

@@ -167,6 +167,11 @@ def column_type(column: Column) -> str:
     if column.kind == "json":
         return "jsonb"
     found = _scalar(column.type)
+    # A type name from another database (MySQL ``bit(1)``, ``timestamp(3)``) may name a Postgres
+    # type of another family: for these kinds the name only refines the kind's own type.
+    strict = _BY_KIND[column.kind] if column.kind in ("bool", "bytes", "timestamptz") else None
+    if strict is not None and found is not None and found != strict:
+        return strict
     if found is not None and (column.kind != "other" or found != "text"):
         return found
     return _BY_KIND.get(column.kind, "text")

@@ -119,6 +119,25 @@ class Plan:
     gtids: GtidState
 
 
+def check_row_format(conn: Conn, config: MySQLSourceConfig) -> None:
+    """Refuse to stream a binlog that would not carry row images: STATEMENT or MIXED events
+    (or MINIMAL images) would silently lose changes (invariant 5)."""
+    v = catalog.variables(conn, "binlog_format", "binlog_row_image")
+    fmt, image = v.get("binlog_format", "").upper(), v.get("binlog_row_image", "FULL").upper()
+    if fmt != "ROW":
+        raise TerminalError(
+            f"binlog_format is {fmt or 'unknown'} on {catalog.describe(config)}; change capture "
+            "needs ROW: SET GLOBAL binlog_format=ROW (and binlog_format=ROW in my.cnf)",
+            code="binlog_format",
+        )
+    if image != "FULL":
+        raise TerminalError(
+            f"binlog_row_image is {image} on {catalog.describe(config)}; updates and deletes "
+            "need full row images: SET GLOBAL binlog_row_image=FULL (and in my.cnf)",
+            code="binlog_format",
+        )
+
+
 def plan(conn: Conn, config: MySQLSourceConfig, start: BinlogPosition | None) -> Plan:
     mariadb = catalog.is_mariadb(conn)
     status = catalog.query(conn, "SHOW MASTER STATUS")
@@ -128,6 +147,7 @@ def plan(conn: Conn, config: MySQLSourceConfig, start: BinlogPosition | None) ->
             "log_bin with binlog_format=ROW and restart the server",
             code="binlog_disabled",
         )
+    check_row_format(conn, config)
     mysql_gtid = False
     if not mariadb:
         mode = catalog.variables(conn, "gtid_mode").get("gtid_mode", "OFF").upper()

@@ -23,6 +23,8 @@ job so values follow :data:`tideflow.events.COLUMN_KINDS`:
 from __future__ import annotations
 
 import base64
+import contextlib
+import ipaddress
 import json
 import re
 import uuid
@@ -186,9 +188,20 @@ def _json(value: Any) -> Any:
 
 
 def _uuid(value: Any) -> Any:
-    if isinstance(value, bytes) and len(value) == 16:
-        return str(uuid.UUID(bytes=value))
-    return value
+    if isinstance(value, str) and len(value) == 36:
+        return value
+    # The binlog stores the 16 bytes like BINARY(16): trailing zero bytes stripped.
+    return str(uuid.UUID(bytes=_as_bytes(value).ljust(16, b"\0")))
+
+
+def _inet(value: Any) -> Any:
+    """INET4/INET6 arrive as 4/16 bytes (trailing zero bytes stripped): print them as MariaDB."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(value)) and value
+    address = ipaddress.IPv6Address(_as_bytes(value).ljust(16, b"\0"))
+    mapped = address.ipv4_mapped
+    return f"::ffff:{mapped}" if mapped is not None else address.compressed
 
 
 def converter(
@@ -212,6 +225,10 @@ def converter(
         return _json
     if base == "uuid":
         return _uuid
+    if base == "inet6":
+        return _inet
+    if base == "inet4":
+        return lambda v: str(ipaddress.IPv4Address(_as_bytes(v).ljust(4, b"\0")))
     if base == "set":
         order = {label: i for i, label in enumerate(set_labels or [])}
         return lambda v: (
