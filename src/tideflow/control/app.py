@@ -122,6 +122,7 @@ def _include_routers(app: FastAPI) -> None:
     from tideflow.control.resources.destinations.router import router as destinations_router
     from tideflow.control.resources.metrics.router import router as metrics_router
     from tideflow.control.resources.pipelines.router import router as pipelines_router
+    from tideflow.control.resources.snapshots.router import router as snapshots_router
     from tideflow.control.resources.sources.router import router as sources_router
     from tideflow.control.resources.streams.router import router as streams_router
     from tideflow.control.resources.tags.router import router as tags_router
@@ -131,6 +132,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     # The catalogue's fixed paths (/sources/connectors) must win over /sources/{id}.
     app.include_router(catalogue_router)
+    app.include_router(snapshots_router)  # /sources/snapshot must win over /sources/{id}
     app.include_router(metrics_router)  # /pipelines/metrics must win over /pipelines/{id}
     for router in (
         sources_router,

@@ -34,16 +34,22 @@ from tideflow.engine.pipeline_runner import PipelineRunner
 from tideflow.engine.plan import Connector, PipelinePlan
 from tideflow.engine.positions import Position
 from tideflow.engine.retry import Backoff, wait
+from tideflow.engine.snapshot import coordinator as snapshot
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import Batch, ChangeEvent
 from tideflow.settings import get_settings
+from tideflow.store.db import Store
 
 log = logging.getLogger(__name__)
 
 
 class Stopping(Exception):
     """Raised inside the poll loop when the runner must end (stop or abort)."""
+
+
+def services_store(services: Services) -> Store:
+    return services.checkpoints.store
 
 
 def make_source(source: Connector) -> Source[Any]:
@@ -104,6 +110,7 @@ class SourceRunner:
         self._last_ack: Position | None = None
         self._last_fanned: Position | None = None
         self._last_error = ""
+        self._snap: snapshot.Coordinator | None = None  # per opened source instance
         self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
 
     def start(self) -> None:
@@ -176,6 +183,9 @@ class SourceRunner:
                 src = make_source(self.source)
                 start = self._open_position()
                 src.open(start)
+                self._snap = snapshot.attach(
+                    self.source.id, src, services_store(self.services), self._stop.is_set
+                )
                 opened_once = True
                 opened_at = time.monotonic()
                 self.metrics.connected = True
@@ -216,6 +226,9 @@ class SourceRunner:
                     return
             finally:
                 self.metrics.connected = False
+                if self._snap is not None:
+                    self._snap.close()  # unfinished snapshot tables resume from the store
+                    self._snap = None
                 if src is not None:
                     src.close()
 
@@ -253,8 +266,12 @@ class SourceRunner:
                 timeout = min(timeout, left)
             records = src.poll(timeout, cfg.max_poll_records)
             full = len(records) >= cfg.max_poll_records
-            for batch in batcher.add(records, more_available=full):
-                self._fan_out(src, batch)
+            snap = self._snap
+            # Snapshot rows join the stream at their high watermarks (DBLog, invariant 3).
+            parts = snap.process(records) if snap is not None and snap.live else (records,)
+            for part in parts:
+                for batch in batcher.add(part, more_available=full):
+                    self._fan_out(src, batch)
             if records:
                 metrics.note_read([r for r in records if r.__class__ is ChangeEvent], 0)
 
@@ -318,6 +335,8 @@ class SourceRunner:
         # invariant 1: every pipeline has checkpointed up to target (durable() is only
         # updated after the checkpoint is stored) and no paused pipeline needs older data.
         src.ack(target)
+        if self._snap is not None:
+            self._snap.on_ack(target)  # snapshot progress may now be persisted
         self._last_ack = target
 
     def _finish_members(self) -> None:

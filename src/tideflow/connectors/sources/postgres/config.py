@@ -122,6 +122,18 @@ class PostgresSourceConfig(ConnectorConfig):
         display_name="Read-only snapshots",
         description="Write snapshot watermarks as logical messages instead of signal rows.",
     )
+    snapshot_chunk_size: int = setting(
+        10_000,
+        key="snapshot.chunk.size",
+        display_name="Snapshot chunk size",
+        description="Rows per snapshot chunk (one bounded query between two watermarks).",
+    )
+    snapshot_parallelism: int = setting(
+        2,
+        key="snapshot.parallelism",
+        display_name="Snapshot parallelism",
+        description="Connections reading snapshot chunks at the same time (per source).",
+    )
     binary_handling_mode: Literal["bytes", "base64", "base64-url-safe", "hex"] = setting(
         "bytes",
         key="binary.handling.mode",
@@ -144,6 +156,13 @@ class PostgresSourceConfig(ConnectorConfig):
                 "a replication slot name may only contain lower-case letters, digits and "
                 "underscores (at most 63 characters)"
             )
+        return value
+
+    @field_validator("snapshot_chunk_size", "snapshot_parallelism")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
         return value
 
     def tables(self) -> list[str]:

@@ -29,7 +29,9 @@ from tideflow.connectors.sources.postgres.replication import (
     ReplicationStream,
 )
 from tideflow.connectors.sources.postgres.selection import Selection, column_filter
+from tideflow.connectors.sources.postgres.snapshot import PostgresChunkReader
 from tideflow.connectors.sources.postgres.types import TypeMap
+from tideflow.engine.snapshot.coordinator import Readers
 from tideflow.errors import TerminalError
 from tideflow.events import Commit, Record
 
@@ -200,6 +202,13 @@ class PostgresSource(Source[PostgresSourceConfig]):
             return catalog.captured_tables(self._sql, selection)
         with connection.connect_sql(self.config) as sql:
             return catalog.captured_tables(sql, selection)
+
+    def snapshot_readers(self) -> Readers:
+        """Chunk readers for the snapshot engine, each with its own plain connection."""
+        cfg = self.config
+        return Readers(
+            partial(PostgresChunkReader, cfg), cfg.snapshot_chunk_size, cfg.snapshot_parallelism
+        )
 
     def _write_heartbeat(self, now: float) -> None:
         if self._sql is None:

@@ -1,0 +1,247 @@
+"""Chunk reads of Postgres tables for the snapshot engine (:mod:`tideflow.engine.snapshot`).
+
+Each :class:`PostgresChunkReader` holds one plain autocommit connection (never the replication
+connection) and is used by one thread. Values are selected as text and converted with the
+same :class:`~.types.TypeMap` converters and column filter the streaming decoder uses, so a
+chunk row and a streamed change of the same row carry equal keys and values.
+
+Watermarks are transactional logical messages (``pg_logical_emit_message(true, ...)``), each
+committed on its own before (low) or after (high) the chunk query (Postgres 14+ sends them
+through pgoutput). Chunk queries run in a READ ONLY transaction, so a user filter calling a
+function with side effects fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tideflow.connectors.sources.postgres import catalog, connection
+from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
+from tideflow.connectors.sources.postgres.selection import column_filter, split_table
+from tideflow.connectors.sources.postgres.types import TypeMap
+from tideflow.engine.snapshot import filters
+from tideflow.engine.snapshot.reader import ChunkRows, SnapshotError, TablePlan, TextKey
+from tideflow.engine.snapshot.watermark import PREFIX
+from tideflow.events import Column, TableSchema
+
+_COLUMNS = """
+SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull
+FROM pg_attribute a
+WHERE a.attrelid = %(r)s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_TABLE = """
+SELECT c.oid::int8, greatest(c.reltuples, 0)::int8
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+"""
+
+
+class PostgresChunkReader:
+    """Implements :class:`tideflow.engine.snapshot.reader.ChunkReader` for one thread."""
+
+    def __init__(self, config: PostgresSourceConfig) -> None:
+        self.config = config
+        self._conn = connection.connect_sql(config)
+        self._types = TypeMap(partial(catalog.pg_types, self._conn), config.binary_handling_mode)
+        self._keep = column_filter(config)
+        self._conv: dict[str, tuple[TablePlan, list[tuple[str, Any]]]] = {}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    def plan(self, table: str, surrogate_key: str | None) -> TablePlan:
+        schema_name, name = split_table(table)
+        row = self._conn.execute(_TABLE, (schema_name, name)).fetchone()
+        if row is None:
+            raise SnapshotError(f"table {table} does not exist")
+        relid, estimate = row
+        facts = catalog.table_facts(self._conn, relid)
+        wire = self._conn.execute(_COLUMNS, {"r": relid}).fetchall()
+        self._types.prefetch({oid for _, oid, _, _ in wire})
+        pk = facts.primary_key
+        columns = []
+        for col, oid, typmod, notnull in wire:
+            if col in pk or self._keep is None or self._keep(schema_name, name, col):
+                mapping = self._types.mapping(oid)
+                columns.append(
+                    Column(
+                        col,
+                        self._types.type_name(oid, typmod),
+                        mapping.kind,
+                        not notnull and col not in pk,
+                        col in pk,
+                    )
+                )
+        shape = TableSchema(schema_name, name, tuple(columns), pk)
+        key = pk
+        if surrogate_key:
+            key = tuple(k.strip() for k in surrogate_key.split(",") if k.strip())
+            missing = [k for k in key if shape.column(k) is None]
+            if missing:
+                raise SnapshotError(f"surrogate key column(s) {missing} not in table {table}")
+        return TablePlan(shape, key, int(estimate))
+
+    def check_filter(self, table: str, predicate: str) -> None:
+        try:
+            text = filters.check(predicate)
+        except filters.FilterError as exc:
+            raise SnapshotError(str(exc)) from exc
+        query = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(_ident(table), sql.SQL(text))
+        try:
+            with self._conn.transaction():
+                self._conn.execute("SET TRANSACTION READ ONLY")
+                self._conn.execute(query)
+        except psycopg.Error as exc:
+            raise SnapshotError(f"filter does not compile against {table}: {exc}") from exc
+
+    def boundary(
+        self, plan: TablePlan, after: TextKey | None, size: int, predicate: str | None
+    ) -> TextKey | None:
+        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {} LIMIT 1").format(
+            _key_text(plan),
+            _ident(plan.schema.name),
+            _where(plan, after, None, predicate),
+            _order(plan),
+            sql.Literal(size - 1),
+        )
+        row = self._conn.execute(query, _params(after, None)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def watermark(self, body: str) -> None:
+        self._conn.execute("SELECT pg_logical_emit_message(true, %s, %s)", (PREFIX, body))
+
+    def read_chunk(
+        self,
+        plan: TablePlan,
+        after: TextKey | None,
+        upto: TextKey | None,
+        predicate: str | None,
+    ) -> ChunkRows:
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {}").format(
+            _key_text(plan),
+            _select(plan),
+            _ident(plan.schema.name),
+            _where(plan, after, upto, predicate),
+            _order(plan),
+        )
+        with self._conn.transaction():
+            self._conn.execute("SET TRANSACTION READ ONLY")
+            raw = self._conn.execute(query, _params(after, upto)).fetchall()
+        n = len(plan.key)
+        rows = [self._convert(plan, r[n:]) for r in raw]
+        return ChunkRows(rows, tuple(raw[-1][:n]) if raw else None)
+
+    def scan(
+        self, plan: TablePlan, predicate: str | None, size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        query = sql.SQL("SELECT {} FROM {}{}").format(
+            _select(plan),
+            _ident(plan.schema.name),
+            sql.SQL(" WHERE ({})").format(sql.SQL(predicate.replace("%", "%%")))
+            if predicate
+            else sql.SQL(""),
+        )
+        # One REPEATABLE READ transaction and a server-side cursor: a consistent copy in bounded
+        # memory (invariant 6), whatever the table size.
+        with self._conn.transaction():
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            with self._conn.cursor(name="tideflow_snapshot_scan") as cur:
+                cur.itersize = size
+                cur.execute(query, ())
+                while batch := cur.fetchmany(size):
+                    yield [self._convert(plan, r) for r in batch]
+
+    def _convert(self, plan: TablePlan, values: tuple[Any, ...]) -> dict[str, Any]:
+        converters = self._converters(plan)
+        return {
+            name: None if text is None else convert(text) if convert is not None else text
+            for (name, convert), text in zip(converters, values, strict=True)
+        }
+
+    def _converters(self, plan: TablePlan) -> list[tuple[str, Any]]:
+        table = plan.schema.name
+        cached = self._conv.get(table)
+        if cached is None or cached[0] is not plan:
+            oids: dict[str, int] = dict(
+                self._conn.execute(
+                    "SELECT attname::text, atttypid::int8 FROM pg_attribute"
+                    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                    (_ident(table).as_string(self._conn),),
+                ).fetchall()
+            )
+            conv = [
+                (c.name, self._types.mapping(oids.get(c.name, 25)).convert)
+                for c in plan.schema.columns
+            ]
+            cached = self._conv[table] = (plan, conv)
+        return cached[1]
+
+
+def _ident(table: str) -> sql.Identifier:
+    schema_name, name = split_table(table)
+    return sql.Identifier(schema_name, name)
+
+
+def _select(plan: TablePlan) -> sql.Composable:
+    # format('%s') renders with the type's output function, as pgoutput does; a ::text cast
+    # would not for some types (bool gives 'true', inet adds the netmask).
+    return sql.SQL(", ").join(
+        sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE format('%%s', {c}) END").format(
+            c=sql.Identifier(c.name)
+        )
+        for c in plan.schema.columns
+    )
+
+
+def _key_text(plan: TablePlan) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in plan.key)
+
+
+def _order(plan: TablePlan) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(k) for k in plan.key)
+
+
+def _key_row(plan: TablePlan) -> sql.Composable:
+    return sql.SQL("({})").format(_order(plan))
+
+
+def _bound(plan: TablePlan) -> sql.Composable:
+    # Text bounds cast back to each key column's type: comparison in the column's own order.
+    return sql.SQL("({})").format(
+        sql.SQL(", ").join(
+            sql.SQL("CAST(%s AS {})").format(sql.SQL(_type_of(plan, k))) for k in plan.key
+        )
+    )
+
+
+def _type_of(plan: TablePlan, column: str) -> str:
+    col = plan.schema.column(column)
+    assert col is not None
+    return col.type
+
+
+def _where(
+    plan: TablePlan, after: TextKey | None, upto: TextKey | None, predicate: str | None
+) -> sql.Composable:
+    parts: list[sql.Composable] = [sql.SQL("true")]
+    if after is not None:
+        parts.append(sql.SQL("{} > {}").format(_key_row(plan), _bound(plan)))
+    if upto is not None:
+        parts.append(sql.SQL("{} <= {}").format(_key_row(plan), _bound(plan)))
+    if predicate:
+        # Queries always go with parameters: a literal % must not read as a placeholder.
+        text = predicate.replace("%", "%%")
+        parts.append(sql.SQL("({})").format(sql.SQL(text)))
+    return sql.SQL(" AND ").join(parts)
+
+
+def _params(after: TextKey | None, upto: TextKey | None) -> list[str]:
+    return [*(after or ()), *(upto or ())]
