@@ -73,6 +73,10 @@ class Proxy:
     def cut(self) -> None:
         """Close the listener and every live connection (the server 'goes away')."""
         if self._listener is not None:
+            # close() alone leaves a thread blocked in accept() holding the socket, which keeps
+            # listening and forwarding; shutdown() wakes it so new connections are refused.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -125,6 +125,24 @@ def unit_points(
     return out
 
 
+def first_counters(
+    values: dict[str, dict[str, float]], seen: set[tuple[str, str]]
+) -> dict[str, dict[str, float]]:
+    """Zero points for the counters that appear for the first time (then marked ``seen``).
+
+    A running total new since the last sample was 0 then: saying so lets windows count the
+    increase of its first interval too. Per metric, not per unit: a source's unit can appear
+    with its slot figures one sample before its first counters do.
+    """
+    zeros: dict[str, dict[str, float]] = {}
+    for unit, v in values.items():
+        for k in v:
+            if (k in COUNTERS or k == "events_total") and (unit, k) not in seen:
+                seen.add((unit, k))
+                zeros.setdefault(unit, {})[k] = 0.0
+    return zeros
+
+
 def sample_slot(config: Any) -> dict[str, float]:
     """Retained WAL of a Postgres source's slot, on a short-lived connection."""
     import psycopg
@@ -164,7 +182,7 @@ class Sampler:
         self.interval = interval or interval_seconds()
         self._planner = Planner(store, secrets)
         self._previous: dict[str, list[int]] = {}
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
         self._minute: dict[str, dict[str, float]] = {}
         self._minute_ts: int | None = None
         self._last_ts = 0
@@ -213,14 +231,7 @@ class Sampler:
             if kind in ("pipeline", "source"):
                 body = bodies.get(uid) if kind == "pipeline" else None
                 v["health"] = float(self.health.evaluate(unit, v, self._error_rate(unit, v), body))
-        # A unit new since the last sample had all its counters at 0 then: say so, so that
-        # windows count the events of its first interval too.
-        zeros = {
-            u: {k: 0.0 for k in v if k in COUNTERS or k == "events_total"}
-            for u, v in values.items()
-            if u not in self._seen
-        }
-        self._seen.update(values)
+        zeros = first_counters(values, self._seen)
         self._write(values, ts, zeros, previous_ts)
 
     def _error_rate(self, unit: str, v: dict[str, float]) -> float:

@@ -94,6 +94,7 @@ class PipelineRunner:
         self._store_retrying = False
         self._checkpointer: Checkpointer | None = None
         self._transforms: Transforms | None = None  # None: the untransformed fast path
+        self._offering: Batch | None = None  # the batch offer() is trying to queue
         self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
 
     def start(self) -> None:
@@ -112,12 +113,20 @@ class PipelineRunner:
             return self._durable
 
     def offer(self, batch: Batch, timeout: float) -> bool:
-        """Queue ``batch``; False when the queue stayed full for ``timeout`` seconds."""
+        """Queue ``batch``; False when the queue stayed full for ``timeout`` seconds.
+
+        The batch counts as in flight from the first attempt (it has been read, it is not
+        durable): lag and latency keep growing while back-pressure holds it at the door, and
+        the count precedes the runner's ``note_done`` for it.
+        """
+        if batch is not self._offering:
+            self._offering = batch
+            self.metrics.note_offered(batch)
         try:
             self.queue.put(batch, timeout=timeout)
         except queue.Full:
             return False
-        self.metrics.note_offered(batch)
+        self._offering = None
         return True
 
     def finish(self) -> None:
