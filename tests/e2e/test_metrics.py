@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +149,53 @@ def test_counters_latency_and_agreement(server: Server, dbs: tuple[str, str]) ->
         assert p[f'tideflow_pipeline_latency_seconds_count{{pipeline="{pid}"}}'] == N + M + K
         assert p[f'tideflow_pipeline_records_lag{{pipeline="{pid}"}}'] == 0
         assert p[f'tideflow_source_retained_wal_bytes{{source="{sid}"}}'] >= 0
+        agree_over_one_window(c, ids["source"], p, N + M + K)
         streams = c.get("/api/streams/summary").json()["data"]["attributes"]
         assert streams["metrics_available"] is True
         # Every event of this server happened within the last 5 minutes: the per-minute rate
         # over 5 minutes times the span covered is the total (within rounding).
         assert streams["approx_events_per_minute"] > 0
+
+
+def agree_over_one_window(c: httpx.Client, sid: str, p: dict[str, float], total: int) -> None:
+    """The streams API (addressed by the source's stream_id), the platform API and Prometheus
+    give the same figures for one 5-minute window: the one all the events of this test fall in.
+
+    The rate is events over the span of the stored points; the span is read from the platform
+    timeseries fetched just before and after, and only a pair with no sample written in
+    between (same timestamps) counts as the same period."""
+    listed = c.get("/api/streams", params={"limit": 200}).json()["data"]
+    stream = next(s for s in listed if s["attributes"]["source_id"] == sid)
+    window = {"time_type": "timeseries", "time_interval": 5, "time_unit": "minute"}
+    keys = [f"StreamingTotalNumberOf{k}EventsSeen" for k in ("Create", "Update", "Delete")]
+
+    def one_period() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        before = c.get(f"/sources/{sid}/metrics", params=window).json()["data"]
+        attrs = c.get(f"/api/streams/{stream['id']}/metrics", params={"window": "5m"}).json()
+        summary = c.get(
+            f"/sources/{sid}/metrics", params={**window, "time_type": "timesummary"}
+        ).json()["data"]
+        after = c.get(f"/sources/{sid}/metrics", params=window).json()["data"]
+        if [x["timestamp"] for x in before[keys[0]]] != [x["timestamp"] for x in after[keys[0]]]:
+            return None
+        return before, attrs["data"]["attributes"], summary
+
+    got = wait_until(one_period, 30, what="a window with no sample written meanwhile")
+    series, attrs, summary = got
+    assert sum(summary[k] for k in keys) == total
+    ops = {"c": N, "u": M, "d": K}
+    assert (
+        sum(p[f'tideflow_source_events_total{{op="{op}",source="{sid}"}}'] for op in ops) == total
+    )
+    stamps = [_epoch(x["timestamp"]) for x in series[keys[0]]]
+    span = stamps[-1] - stamps[0]
+    assert span > 0 and attrs["window"] == "5m" and attrs["stream_id"] == stream["id"]
+    assert attrs["events_per_second"] == pytest.approx(total / span, abs=1e-3)
+    assert attrs["error_rate_per_minute"] == 0
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def test_outage_grows_lag_and_latency_then_recovers(server: Server, dbs: tuple[str, str]) -> None:
