@@ -409,3 +409,103 @@ def test_viewer_cannot_change_transforms(server: Server, api: httpx.Client) -> N
         assert save(viewer, t["id"], {"value_transform": PY_VALUE}).status_code == 403
         assert viewer.put(f"/transforms/{t['id']}/deploy-job-live/1").status_code == 403
         assert viewer.delete("/transforms", params={"id": t["id"]}).status_code == 403
+
+
+SAMPLES = [
+    {"value": {"id": 1, "name": "ann"}, "key": {"id": 1}, "topic": "public.users", "timestamp": 7},
+    {"value": {"id": 2, "name": "bob"}, "key": {"id": 2}, "topic": "public.users", "timestamp": 8},
+]
+JS_TEST = """function _streamkap_transform(valueObject, keyObject, topic, timestamp) {
+  if (valueObject.id === 2) return null;
+  valueObject.name = valueObject.name.toUpperCase();
+  valueObject.ts = timestamp;
+  return valueObject;
+}
+function _streamkap_transform_topic(valueObject, keyObject, topic, timestamp) {
+  return [topic, 'audit.users'];
+}"""
+PY_TEST = """def _streamkap_transform(valueObject, keyObject, topic, timestamp):
+    if valueObject["id"] == 2:
+        return None
+    valueObject["name"] = valueObject["name"].upper()
+    valueObject["ts"] = timestamp
+    return valueObject
+
+
+def _streamkap_transform_topic(valueObject, keyObject, topic, timestamp):
+    return [topic, "audit.users"]
+"""
+BROKEN = {
+    # (syntax error, runtime error on the first sample), each on line 3
+    "JavaScript": (
+        "function _streamkap_transform(v) {\n  var x = 1;\n  return v.id +;\n}",
+        "function _streamkap_transform(v) {\n  var x = 1;\n  return v.missing.field;\n}",
+    ),
+    "Python": (
+        # parses (so it can be saved) but does not compile: the sandbox reports it
+        "def _streamkap_transform(v, k, t, ts):\n    return v\nreturn 1\n",
+        "def _streamkap_transform(v, k, t, ts):\n    x = 1\n    return v['missing']\n",
+    ),
+}
+
+
+def coded(api: httpx.Client, language: str, source: str) -> str:
+    t = create(
+        api,
+        "fan_out",
+        config=config(**{"transforms.language": language}),
+        implementation={"language": language, "value_transform": source},
+    )
+    return str(t["id"])
+
+
+@pytest.mark.parametrize(("language", "source"), [("JavaScript", JS_TEST), ("Python", PY_TEST)])
+def test_test_endpoint_runs_code_on_samples(api: httpx.Client, language: str, source: str) -> None:
+    tid = coded(api, language, source)
+    r = api.post(f"/transforms/{tid}/test", json={"records": SAMPLES})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["transform_id"], body["version"], body["language"]) == (tid, 1, language)
+    value = {"id": 1, "name": "ANN", "ts": 7}
+    assert body["results"] == [
+        {
+            "index": 0,
+            "dropped": False,
+            "outputs": [
+                {"topic": "public.users", "key": {"id": 1}, "value": value},
+                {"topic": "audit.users", "key": {"id": 1}, "value": value},
+            ],
+        },
+        {"index": 1, "dropped": True, "outputs": []},
+    ]
+
+
+@pytest.mark.parametrize("language", ["JavaScript", "Python"])
+@pytest.mark.parametrize("kind", ["syntax", "runtime"])
+def test_test_endpoint_reports_code_errors_with_line(
+    api: httpx.Client, language: str, kind: str
+) -> None:
+    syntax, runtime = BROKEN[language]
+    # The stored code is valid; the broken code is a second version, tested by number.
+    tid = coded(api, language, PY_VALUE if language == "Python" else JS_VALUE)
+    impl = {"language": language, "value_transform": syntax if kind == "syntax" else runtime}
+    r = api.put(f"/transforms/{tid}/implementation_details", json={"implementation": impl})
+    assert r.status_code == 200, r.text
+    r = api.post(f"/transforms/{tid}/test", json={"records": SAMPLES, "version": 2})
+    assert r.status_code == 422, r.text
+    error = r.json()
+    assert error["code"] == "transform_code_error" and error["line"] == 3, error
+    assert error["record"] == (None if kind == "syntax" else 0), error
+    assert "line 3" in error["detail"], error
+
+
+def test_test_endpoint_limits_and_bad_input(api: httpx.Client) -> None:
+    tid = coded(api, "JavaScript", "function _streamkap_transform(v) { while (true) {} }")
+    r = api.post(f"/transforms/{tid}/test", json={"records": SAMPLES[:1]})
+    assert r.status_code == 422 and "time limit" in r.json()["detail"], r.text
+    r = api.post(f"/transforms/{tid}/test", json={"records": []})
+    assert r.status_code == 422, r.text
+    r = api.post(f"/transforms/{tid}/test", json={"records": SAMPLES, "version": 9})
+    assert r.status_code == 404, r.text
+    r = api.post(f"/transforms/{'0' * 24}/test", json={"records": SAMPLES})
+    assert r.status_code == 404, r.text

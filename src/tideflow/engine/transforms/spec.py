@@ -54,8 +54,10 @@ def _int(config: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def build(row: Any, topics: frozenset[str] | None) -> TransformSpec:
-    """A spec from a ``Transform`` row. Raises :class:`Unrunnable`."""
+def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -> TransformSpec:
+    """A spec from a ``Transform`` row, of its live version unless ``version`` is given.
+
+    Raises :class:`Unrunnable`."""
     name = row.name
     if row.transform not in RUNNABLE:
         raise Unrunnable(
@@ -63,7 +65,7 @@ def build(row: Any, topics: frozenset[str] | None) -> TransformSpec:
             f"cannot execute (supported: {', '.join(sorted(RUNNABLE))}); "
             "remove it from the pipeline"
         )
-    version = row.live_version
+    version = row.live_version if version is None else version
     versions = row.implementations or {}
     config = dict(row.config or {})
     impl: dict[str, Any] = {}

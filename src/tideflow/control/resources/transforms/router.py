@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from tideflow.control.auth.deps import Authenticated, Writer
 from tideflow.control.context import get_ctx
 from tideflow.control.resources import common
 from tideflow.control.resources.transforms import schemas, service
 from tideflow.control.resources.wire import ERROR_RESPONSES
+from tideflow.engine.transforms.trial import CodeError
 
 router = APIRouter(prefix="/transforms", tags=["transforms"], responses=ERROR_RESPONSES)
 
@@ -78,3 +80,30 @@ def deploy_live(transform_id: str, version_id: str, _: Writer, request: Request)
 @router.get("/{transform_id}/job_status", response_model=schemas.JobStatus)
 def job_status(transform_id: str, _: Authenticated, request: Request) -> dict[str, Any]:
     return service.job_status(get_ctx(request), transform_id)
+
+
+@router.post(
+    "/{transform_id}/test",
+    response_model=schemas.TransformTestResult,
+    responses={
+        422: {
+            "model": schemas.TransformTestError,
+            "description": "The code does not load or fails on a record (with its line), "
+            "or the body is invalid",
+        }
+    },
+)
+def test_transform(
+    transform_id: str, body: schemas.TransformTest, _: Writer, request: Request
+) -> Any:
+    """Run the transform on sample records in the same sandbox pipelines use."""
+    try:
+        return service.test(get_ctx(request), transform_id, body)
+    except CodeError as exc:
+        error = {
+            "detail": exc.describe(),
+            "code": "transform_code_error",
+            "line": exc.line,
+            "record": exc.record,
+        }
+        return JSONResponse(error, status_code=422)

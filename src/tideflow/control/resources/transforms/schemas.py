@@ -120,10 +120,53 @@ class Deployment(BaseModel):
 class JobStatus(BaseModel):
     id: str
     job_name: str
-    status: str = Field(description="NOT_DEPLOYED or DEPLOYED_NOT_RUNNING (never RUNNING yet).")
+    status: str = Field(
+        description="RUNNING while an Active pipeline executes it, else NOT_DEPLOYED or "
+        "DEPLOYED_NOT_RUNNING."
+    )
     start_time: datetime | None
     running: bool
     execution_available: bool
     live_version: int | None
     preview_version: int | None
     message: str
+
+
+class SampleRecord(BaseModel):
+    value: dict[str, Any] = Field(description="The row image the value function receives.")
+    key: dict[str, Any] = Field(default_factory=dict, description="The record key.")
+    topic: str = Field("public.sample", min_length=1, max_length=512, description="schema.table")
+    timestamp: int = Field(0, description="Commit time, epoch milliseconds.")
+
+
+class TransformTest(Body):
+    records: list[SampleRecord] = Field(min_length=1, max_length=1000)
+    version: int | None = Field(
+        None, ge=1, description="Implementation version to run; default: live, else latest."
+    )
+
+
+class SampleOutput(BaseModel):
+    topic: str
+    key: dict[str, Any]
+    value: dict[str, Any]
+
+
+class SampleResult(BaseModel):
+    index: int
+    dropped: bool = Field(description="The transform (or a builtin filter) dropped the record.")
+    outputs: list[SampleOutput] = Field(description="One per topic; several when it fans out.")
+
+
+class TransformTestResult(BaseModel):
+    transform_id: str
+    version: int | None = Field(description="None when only builtin operations ran.")
+    language: str
+    results: list[SampleResult]
+
+
+class TransformTestError(BaseModel):
+    detail: str
+    code: str = Field(description="transform_code_error")
+    line: int | None = Field(description="Line in the transform's code, when known.")
+    record: int | None = Field(description="Index of the failing record; None: load failed.")

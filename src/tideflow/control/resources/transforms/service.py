@@ -25,8 +25,11 @@ from tideflow.control.resources.transforms import code
 from tideflow.control.resources.transforms.schemas import (
     ImplementationUpdate,
     TransformCreate,
+    TransformTest,
     TransformUpdate,
 )
+from tideflow.engine.transforms import spec as transform_spec
+from tideflow.engine.transforms import trial
 from tideflow.engine.transforms.spec import RUNNABLE
 from tideflow.errors import Conflict, Invalid, NotFound
 from tideflow.ids import new_id
@@ -286,6 +289,31 @@ def job_status(ctx: AppContext, transform_id: str) -> dict[str, Any]:
             "preview_version": t.preview_version,
             "message": NOT_RUNNING_MESSAGE,
         }
+
+
+def test(ctx: AppContext, transform_id: str, body: TransformTest) -> dict[str, Any]:
+    """Run the transform on sample records in the pipelines' sandbox.
+
+    Raises :class:`trial.CodeError` when the code fails to load or fails on a record."""
+    with ctx.store.session() as s:
+        t = _get(s, transform_id)
+        version = body.version or t.live_version or _latest(t) or None
+        if version is not None and str(version) not in _versions(t):
+            raise NotFound(f"transform '{t.name}' has no implementation version {version}")
+        try:
+            spec = transform_spec.build(t, None, version)
+        except transform_spec.Unrunnable as exc:
+            raise Invalid(str(exc), code="not_runnable") from None
+    samples = [trial.sample(r.model_dump(), r.topic) for r in body.records]
+    outcomes = trial.run(spec.language, dict(spec.code), spec.builtin, spec.limits, samples)
+    return {
+        "transform_id": spec.id,
+        "version": version,
+        "language": spec.language,
+        "results": [
+            {"index": i, "dropped": o.dropped, "outputs": o.outputs} for i, o in enumerate(outcomes)
+        ],
+    }
 
 
 def _get(s: Session, transform_id: str) -> Transform:
