@@ -24,6 +24,7 @@ def _register_subcommands() -> None:
         ("tideflow.cli.api_keys", "api-keys"),
         ("tideflow.cli.sources", "sources"),
         ("tideflow.cli.pipelines", "pipelines"),
+        ("tideflow.cli.transforms", "transforms"),
     ):
         try:
             mod = importlib.import_module(module)
