@@ -23,6 +23,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from tideflow.engine import alerts
 from tideflow.engine.metrics import LATENCY_BUCKETS_MS, Metrics, now_ms, quantile
@@ -141,6 +142,16 @@ def first_counters(
                 seen.add((unit, k))
                 zeros.setdefault(unit, {})[k] = 0.0
     return zeros
+
+
+def prune(session: Session, now_s: int) -> None:
+    """Delete the points older than their resolution's retention, as of ``now_s``."""
+    for resolution, keep in RETENTION.items():
+        session.execute(
+            delete(MetricPoint).where(
+                MetricPoint.resolution == resolution, MetricPoint.ts < now_s - keep
+            )
+        )
 
 
 def sample_slot(config: Any) -> dict[str, float]:
@@ -279,9 +290,4 @@ class Sampler:
                 s.execute(insert(MetricPoint), rows)
             if time.monotonic() - self._last_prune > 60:
                 self._last_prune = time.monotonic()
-                for resolution, keep in RETENTION.items():
-                    s.execute(
-                        delete(MetricPoint).where(
-                            MetricPoint.resolution == resolution, MetricPoint.ts < ts - keep
-                        )
-                    )
+                prune(s, ts)
