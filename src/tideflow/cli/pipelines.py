@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
@@ -60,7 +60,7 @@ def connect(url: str, token: str | None, client_id: str | None, secret: str | No
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def fail(message: str) -> Any:
+def fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
