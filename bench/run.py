@@ -90,6 +90,7 @@ class Bench:
     def __init__(self, rows: int, work: Path) -> None:
         self.rows = rows
         self.work = work
+        self.cpu_us_per_row = 0.0
         self.server = Server(work / "server", worker=True).start()
         self.client = self.server.client()
         assert self.server.proc is not None
@@ -121,10 +122,17 @@ class Bench:
         self.client.post(f"/sources/{source['id']}/pause").raise_for_status()
         api.wait_status(self.client, "sources", source["id"], "Paused")
         insert_rows(src, self.rows)
+        assert self.server.proc is not None
+        # Server CPU time per row is the like-for-like figure on a shared machine, where
+        # wall-clock throughput moves with other processes' load.
+        proc = psutil.Process(self.server.proc.pid)
+        cpu0 = sum(proc.cpu_times()[:2])
         started = time.perf_counter()
         self.client.post(f"/sources/{source['id']}/resume").raise_for_status()
         wait_until(done, 1800, interval=0.2, what="all rows to arrive")
-        return self.rows / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.cpu_us_per_row = round((sum(proc.cpu_times()[:2]) - cpu0) / self.rows * 1e6, 2)
+        return self.rows / elapsed
 
     def to_postgres(self) -> float:
         with pg.temp_database("bsrc") as src, pg.temp_database("bdst") as dst:
@@ -287,15 +295,28 @@ def main() -> None:
     try:
         if "pg" in only:
             results["pg_to_pg_rows_per_s"] = round(bench.to_postgres())
-            print(f"Postgres → Postgres: {results['pg_to_pg_rows_per_s']:,} rows/s", flush=True)
+            results["pg_to_pg_cpu_us_per_row"] = bench.cpu_us_per_row
+            print(
+                f"Postgres → Postgres: {results['pg_to_pg_rows_per_s']:,} rows/s "
+                f"({bench.cpu_us_per_row} µs server CPU/row)",
+                flush=True,
+            )
         if "parquet" in only:
             results["pg_to_parquet_rows_per_s"] = round(bench.to_parquet())
+            results["pg_to_parquet_cpu_us_per_row"] = bench.cpu_us_per_row
             print(
-                f"Postgres → Parquet:  {results['pg_to_parquet_rows_per_s']:,} rows/s", flush=True
+                f"Postgres → Parquet:  {results['pg_to_parquet_rows_per_s']:,} rows/s "
+                f"({bench.cpu_us_per_row} µs server CPU/row)",
+                flush=True,
             )
         if "kafka" in only:
             results["pg_to_kafka_rows_per_s"] = round(bench.to_kafka())
-            print(f"Postgres → Kafka:    {results['pg_to_kafka_rows_per_s']:,} rows/s", flush=True)
+            results["pg_to_kafka_cpu_us_per_row"] = bench.cpu_us_per_row
+            print(
+                f"Postgres → Kafka:    {results['pg_to_kafka_rows_per_s']:,} rows/s "
+                f"({bench.cpu_us_per_row} µs server CPU/row)",
+                flush=True,
+            )
         if "latency" in only:
             results["latency"] = bench.latency(args.rate, args.seconds)
             print(f"Latency at {args.rate} rows/s: {results['latency']}", flush=True)
