@@ -115,6 +115,7 @@ def reduce(
     tables: dict[str, TableChanges] = {}
     # TableSchema identity → its TableChanges: hashing a schema would walk its columns.
     seen: dict[int, tuple[TableSchema, TableChanges]] = {}
+    create = Op.CREATE
     for ev in events:
         table = ev.table
         hit = seen.get(id(table))
@@ -129,7 +130,17 @@ def reduce(
                     tc.key_of_row = _key_getter(tc.key)
             hit = seen[id(table)] = (table, tc)
         tc = hit[1]
-        if ev.op is Op.TRUNCATE:
+        op = ev.op
+        if op is create and tc.key and ev.after is not None:
+            # Fast path for the common insert-only stream: a create of a key not yet in the
+            # batch is complete (no UNCHANGED values) and has no history, so it becomes its
+            # Change directly, without _upsert's merge and history bookkeeping.
+            after = ev.after
+            key = tc.key_of_row(after)
+            if key is not None and key not in tc.changes:
+                tc.changes[key] = Change("upsert", after, ev, [ev])
+                continue
+        if op is Op.TRUNCATE:
             tc.truncate = ev
             tc.changes.clear()
             tc.log.clear()
