@@ -26,9 +26,7 @@ def metadata_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    metadata_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def server(metadata_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A live server (API only, no worker) per metadata backend, shared by a test module."""
     srv = Server(tmp_path_factory.mktemp("srv"), database_url=metadata_url, worker=False)
     srv.start()

@@ -75,8 +75,23 @@ class Column:
 #: array → list, enum → str, other → str (the source's text form; never dropped).
 COLUMN_KINDS: Final = frozenset(
     {
-        "int", "float", "decimal", "bool", "text", "bytes", "date", "time", "timetz",
-        "timestamp", "timestamptz", "interval", "uuid", "json", "array", "enum", "other",
+        "int",
+        "float",
+        "decimal",
+        "bool",
+        "text",
+        "bytes",
+        "date",
+        "time",
+        "timetz",
+        "timestamp",
+        "timestamptz",
+        "interval",
+        "uuid",
+        "json",
+        "array",
+        "enum",
+        "other",
     }
 )
 

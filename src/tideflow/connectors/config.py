@@ -97,17 +97,24 @@ def _value_type(annotation: Any) -> tuple[str, list[str] | None]:
     return "string", None
 
 
+def _control(vtype: str, allowed: list[str] | None, secret: bool) -> str:
+    """The UI control the catalogue suggests for a key."""
+    if secret:
+        return "password"
+    if allowed:
+        return "one-select"
+    if vtype == "boolean":
+        return "toggle"
+    return "number" if vtype in ("integer", "number") else "string"
+
+
 def catalogue_entries(model: type[ConnectorConfig]) -> list[dict[str, Any]]:
     """One catalogue entry per config key, in declaration order."""
     entries = []
     for name, f in model.model_fields.items():
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
         vtype, allowed = _value_type(f.annotation)
-        control = extra.get("control") or (
-            "password" if extra.get("secret") else "one-select" if allowed else
-            "toggle" if vtype == "boolean" else "number" if vtype in ("integer", "number")
-            else "string"
-        )
+        control = extra.get("control") or _control(vtype, allowed, bool(extra.get("secret")))
         value: dict[str, Any] = {"control": control, "type": vtype}
         if allowed:
             value["raw_values"] = allowed
@@ -126,5 +133,3 @@ def catalogue_entries(model: type[ConnectorConfig]) -> list[dict[str, Any]]:
             }
         )
     return entries
-
-
