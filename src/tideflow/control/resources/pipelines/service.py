@@ -23,6 +23,7 @@ from tideflow.control.resources.pipelines.schemas import (
     PipelineSource,
     PipelineTransform,
 )
+from tideflow.control.resources.snapshots import service as snapshots
 from tideflow.control.resources.sources.service import topic_id, topic_names
 from tideflow.control.resources.wire import Page
 from tideflow.errors import Invalid, NotFound
@@ -33,9 +34,30 @@ if TYPE_CHECKING:
     from tideflow.control.context import AppContext
 
 
+def _effective(
+    own: str | None, source: str | None, own_message: str | None, source_message: str | None
+) -> tuple[str | None, str | None]:
+    """A pipeline moves data only while its source streams: an Active pipeline whose source is
+    still Starting (slot not created yet) or Broken shows the source's state and message, so
+    nobody writes rows expecting them to be captured before capture has begun."""
+    if own == "Active" and source in ("Starting", "Broken"):
+        return source, source_message or own_message
+    return own, own_message
+
+
 def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
-    reported = configs.statuses(session, (f"pipeline:{r.id}" for r in rows))
-    messages = configs.status_messages(session, (f"pipeline:{r.id}" for r in rows))
+    units = [f"pipeline:{r.id}" for r in rows] + [f"source:{r.source_id}" for r in rows]
+    reported = configs.statuses(session, units)
+    messages = configs.status_messages(session, units)
+    effective = {
+        row.id: _effective(
+            reported.get(f"pipeline:{row.id}"),
+            reported.get(f"source:{row.source_id}"),
+            messages.get(f"pipeline:{row.id}"),
+            messages.get(f"source:{row.source_id}"),
+        )
+        for row in rows
+    }
     return [
         PipelineOut(
             id=row.id,
@@ -46,10 +68,8 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
             transforms=[PipelineTransform.model_validate(t) for t in row.transforms or []],
             tags=list(row.tags or []),
             created_from=row.created_from,
-            connector_status=configs.derived_status(
-                row.desired_state, reported.get(f"pipeline:{row.id}")
-            ),
-            connector_status_message=messages.get(f"pipeline:{row.id}"),
+            connector_status=configs.derived_status(row.desired_state, effective[row.id][0]),
+            connector_status_message=effective[row.id][1],
             health=metrics_service.health_in(session, f"pipeline:{row.id}"),
             desired_state=row.desired_state,
             created_timestamp=configs.aware(row.created_at),
@@ -184,6 +204,9 @@ def create(ctx: AppContext, body: PipelineIn) -> PipelineOut:
         )
         s.add(row)
         _flush(s, body.name)
+        if row.snapshot_new_tables:
+            # Rows written before the source's slot existed reach the destination only this way.
+            snapshots.request_initial(s, row.source_id, snapshots.pipeline_tables(s, row))
         return present(s, [row])[0]
 
 

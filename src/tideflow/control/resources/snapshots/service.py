@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from tideflow.connectors import registry
 from tideflow.connectors.config import validate
+from tideflow.control.resources import configs
 from tideflow.control.resources.snapshots.schemas import (
     BulkIn,
     BulkOut,
@@ -170,6 +171,21 @@ def request_initial(session: Session, source_id: str, tables: list[str]) -> None
         _add(session, source_id, todo, "incremental", {}, None)
 
 
+def pipeline_tables(session: Session, pipeline: Pipeline) -> list[str]:
+    """The tables a pipeline carries: its selected topics, or every table of its source."""
+    body = pipeline.source_body if isinstance(pipeline.source_body, dict) else {}
+    prefix = f"source_{pipeline.source_id}."
+    selected = [str(t).removeprefix(prefix) for t in body.get("topics") or []]
+    if selected:
+        return selected
+    source = session.get(Source, pipeline.source_id)
+    if source is None:
+        return []
+    names = topic_names(source.config)
+    names += [t.name for t in session.scalars(select(Topic).where(Topic.source_id == source.id))]
+    return list(dict.fromkeys(names))
+
+
 def wants_initial(session: Session, source_id: str) -> bool:
     return (
         session.scalars(
@@ -200,7 +216,8 @@ def _metrics(s: Session, source_id: str) -> dict[str, Any]:
 
 
 def _source(s: Session, source_id: str) -> Source:
-    row = s.get(Source, source_id)
+    # Not an id (e.g. a NUL byte the metadata store cannot even compare): no such source.
+    row = s.get(Source, source_id) if configs.is_object_id(source_id) else None
     if row is None:
         raise NotFound(f"source {source_id} not found")
     return row

@@ -60,16 +60,20 @@ def _check_topics(config: dict[str, Any]) -> None:
             )
 
 
-def _sync_topics(session: Session, source: Source) -> None:
-    """Add topics for newly included tables, remove those no longer included."""
+def _sync_topics(session: Session, source: Source) -> list[str]:
+    """Add topics for newly included tables, remove those no longer included; return the
+    names added."""
     wanted = {topic_id(source.id, n): n for n in topic_names(source.config)}
     existing = {t.id: t for t in session.scalars(select(Topic).where(Topic.source_id == source.id))}
     for tid, topic in existing.items():
         if tid not in wanted:
             session.delete(topic)
+    added = []
     for tid, name in wanted.items():
         if tid not in existing:
             session.add(Topic(id=tid, source_id=source.id, name=name))
+            added.append(name)
+    return added
 
 
 def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) -> list[SourceOut]:
@@ -192,7 +196,12 @@ def update(ctx: AppContext, source_id: str, body: SourceIn, *, reveal: bool) -> 
         if "created_from" in body.model_fields_set:
             row.created_from = body.created_from
         _flush(s, body.name)
-        _sync_topics(s, row)
+        added = _sync_topics(s, row)
+        # Tables added to a running source: backfill them for snapshot_new_tables pipelines.
+        from tideflow.control.resources.snapshots import service as snapshots
+
+        if added and snapshots.wants_initial(s, row.id):
+            snapshots.request_initial(s, row.id, added)
         s.flush()
         return _one(s, ctx.secrets, row, reveal)
 
