@@ -9,6 +9,7 @@ the pipeline runner routes it per the poison policy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tideflow.engine.transforms import builtins
 from tideflow.engine.transforms.javascript import CompileError as JsCompileError
@@ -86,19 +87,32 @@ class Chain:
     ) -> list[ChangeEvent]:
         spec = step.spec
         slots: list[int] = []
+        rendered: list[dict[str, Any]] = []
         inputs: list[Input] = []
         results: list[Output | Failure | None] = []
+        applies: dict[str, bool] = {}  # per table name: applies_to may run a regex
         for i, e in enumerate(events):
-            if e.op == Op.TRUNCATE or not spec.applies_to(e.table.name):
+            if e.op == Op.TRUNCATE:
                 continue
-            item = render(e, e.table.name)
-            value = builtins.apply(step.ops, item.value) if step.ops else item.value
+            name = e.table.name
+            ok = applies.get(name)
+            if ok is None:
+                ok = applies[name] = spec.applies_to(name)
+            if not ok:
+                continue
+            item = render(e, name)
             slots.append(i)
+            rendered.append(item.value)
+            if not step.ops:
+                inputs.append(item)
+                results.append(None)  # filled from the runner below
+                continue
+            value = builtins.apply(step.ops, item.value)  # on a copy: item.value stays as is
             if value is None:
                 results.append(Output(None))
             else:
                 inputs.append(Input(value, item.key, item.topic, item.timestamp))
-                results.append(None)  # filled from the runner below
+                results.append(None)
         if not slots:
             return events
         if step.runner is not None and inputs:
@@ -107,17 +121,21 @@ class Chain:
         else:
             it = iter(inputs)
             results = [r if r is not None else Output(next(it).value) for r in results]
+        rebuild = self._rebuild.rebuild
         replaced: dict[int, list[ChangeEvent]] = {}
-        for i, result in zip(slots, results, strict=True):
+        for i, result, before in zip(slots, results, rendered, strict=True):
             event = events[i]
             if isinstance(result, Failure):
                 failed.append(Failed(event, result.describe(spec.name)))
                 replaced[i] = []
             elif result is None or result.value is None:
                 replaced[i] = []  # filtered out
+            elif result.topics is None:
+                replaced[i] = [rebuild(event, result, event.table.name, before)]
             else:
-                topics = result.topics or (event.table.name,)
-                replaced[i] = [self._rebuild.rebuild(event, result, t) for t in topics]
+                replaced[i] = [rebuild(event, result, t, before) for t in result.topics]
+        if len(replaced) == len(events):  # every record went through this step
+            return [e for i in range(len(events)) for e in replaced[i]]
         out: list[ChangeEvent] = []
         for i, e in enumerate(events):
             found = replaced.get(i)

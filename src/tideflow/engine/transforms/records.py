@@ -50,21 +50,32 @@ def image(event: ChangeEvent) -> dict[str, Any] | None:
     return event.before if event.op == Op.DELETE else event.after
 
 
+# Renderers for the non-JSON value types, looked up by exact type: one dict probe per value
+# instead of json_value's chain of isinstance checks (they give the same text).
+_RENDER_BY_TYPE: dict[type, Callable[[Any], Any]] = {
+    Decimal: str,
+    dt.datetime: dt.datetime.isoformat,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+}
+_PLAIN = frozenset(_NATIVE)
+
+
 def render(event: ChangeEvent, topic: str) -> Input:
     row = image(event) or {}
     value = {}
+    by_type = _RENDER_BY_TYPE
     for name, v in row.items():
-        if v is UNCHANGED:
+        t = type(v)
+        if t in _PLAIN:
+            value[name] = v
+        elif v is UNCHANGED:
             continue
-        value[name] = v if isinstance(v, _NATIVE) else json_value(v)
+        else:
+            f = by_type.get(t)
+            value[name] = f(v) if f is not None else json_value(v)
     key = {k: value.get(k) for k in event.table.key}
     return Input(value, key, topic, event.commit_ts_ms)
-
-
-def _same(original: Any, new: Any) -> bool:
-    if isinstance(original, _NATIVE):
-        return type(original) is type(new) and bool(original == new)
-    return bool(json_value(original) == new)
 
 
 def _aware(v: dt.datetime) -> dt.datetime:
@@ -107,41 +118,83 @@ def _back(column: Column, v: Any) -> Any:
     return convert(v)
 
 
+_INFERRED: dict[tuple[str, str], Column] = {}
+
+
+def _inferred(name: str, type_: str, kind: str) -> Column:
+    # Shared Column objects, so a rebuilt schema's columns are long-lived and the schema cache
+    # below can key on their identities.
+    col = _INFERRED.get((name, kind))
+    if col is None:
+        if len(_INFERRED) > 10_000:  # bounded: a transform inventing field names per record
+            _INFERRED.clear()
+        col = _INFERRED[(name, kind)] = Column(name, type_, kind)
+    return col
+
+
 def infer(name: str, v: Any) -> tuple[Column, Any]:
     """A column for a new or re-typed field, from its JSON type."""
     if isinstance(v, bool):
-        return Column(name, "boolean", "bool"), v
+        return _inferred(name, "boolean", "bool"), v
     if isinstance(v, int):
-        return Column(name, "bigint", "int"), v
+        return _inferred(name, "bigint", "int"), v
     if isinstance(v, float):
-        return Column(name, "double precision", "float"), v
+        return _inferred(name, "double precision", "float"), v
     if isinstance(v, dict | list):
-        return Column(name, "jsonb", "json"), orjson.dumps(v).decode()
+        return _inferred(name, "jsonb", "json"), orjson.dumps(v).decode()
     if v is None or isinstance(v, str):
-        return Column(name, "text", "text"), v
-    return Column(name, "text", "text"), str(v)
+        return _inferred(name, "text", "text"), v
+    return _inferred(name, "text", "text"), str(v)
 
 
 class Rebuilder:
-    """Turns outputs back into ChangeEvents; caches the derived table schemas."""
+    """Turns outputs back into ChangeEvents; caches column lookups and derived table schemas."""
 
     def __init__(self) -> None:
         self._tables: dict[tuple[Any, ...], TableSchema] = {}
+        # id(columns tuple) -> (columns, name -> column): TableSchema.column scans the tuple,
+        # once per output field. Holding ``columns`` keeps the id from being reused.
+        self._lookup: dict[int, tuple[tuple[Column, ...], dict[str, Column]]] = {}
+        # (topic-derived names, key, version, ids of the columns) -> (columns, schema): the
+        # common case (same fields every record) skips building and hashing Column tuples.
+        self._fast: dict[tuple[Any, ...], tuple[list[Column], TableSchema]] = {}
 
-    def rebuild(self, event: ChangeEvent, out: Output, topic: str) -> ChangeEvent:
+    def _columns(self, table: TableSchema) -> dict[str, Column]:
+        found = self._lookup.get(id(table.columns))
+        if found is None or found[0] is not table.columns:
+            if len(self._lookup) > 10_000:
+                self._lookup.clear()
+            found = (table.columns, {c.name: c for c in table.columns})
+            self._lookup[id(table.columns)] = found
+        return found[1]
+
+    def rebuild(
+        self,
+        event: ChangeEvent,
+        out: Output,
+        topic: str,
+        rendered: dict[str, Any] | None = None,
+    ) -> ChangeEvent:
+        """``rendered`` is :func:`render`'s value for ``event`` (rendered again when omitted):
+        a field equal to its rendered input keeps its original value and column."""
         assert out.value is not None
         table = event.table
         original = image(event) or {}
+        if rendered is None:
+            rendered = render(event, topic).value
+        by_name = self._columns(table)
         row: dict[str, Any] = {}
         columns: list[Column] = []
         for name, v in out.value.items():
-            col = table.column(name)
-            old = original.get(name, _MISSING)
-            if col is not None and old is not _MISSING and old is not UNCHANGED and _same(old, v):
-                row[name] = old
-                columns.append(col)
-                continue
+            col = by_name.get(name)
             if col is not None:
+                # rendered holds exactly the fields the source sent; comparing with it instead
+                # of re-rendering the original avoids a json_value per decimal/time field.
+                r = rendered.get(name, _MISSING)
+                if r is v or (type(r) is type(v) and r == v):
+                    row[name] = original[name]
+                    columns.append(col)
+                    continue
                 try:
                     row[name] = _back(col, v)
                     columns.append(col)
@@ -150,10 +203,11 @@ class Rebuilder:
                     pass
             col, row[name] = infer(name, v)
             columns.append(col)
-        for name, old in original.items():
-            if old is UNCHANGED and name not in row and (col := table.column(name)) is not None:
-                row[name] = UNCHANGED  # not sent by the source: the destination keeps it
-                columns.append(col)
+        if len(rendered) != len(original):  # some fields are UNCHANGED
+            for name, old in original.items():
+                if old is UNCHANGED and name not in row and (col := by_name.get(name)) is not None:
+                    row[name] = UNCHANGED  # not sent by the source: the destination keeps it
+                    columns.append(col)
         if out.key is not None:
             for name, v in out.key.items():
                 if name not in row:
@@ -177,6 +231,20 @@ class Rebuilder:
         )
 
     def _table(
+        self, schema: str, name: str, columns: list[Column], key: tuple[str, ...], version: int
+    ) -> TableSchema:
+        fast = (schema, name, key, version, *map(id, columns))
+        hit = self._fast.get(fast)
+        if hit is not None:
+            return hit[1]
+        found = self._slow_table(schema, name, columns, key, version)
+        if len(self._fast) > 10_000:
+            self._fast.clear()
+        # The entry holds the columns, so their ids cannot be reused while it exists.
+        self._fast[fast] = (columns, found)
+        return found
+
+    def _slow_table(
         self, schema: str, name: str, columns: list[Column], key: tuple[str, ...], version: int
     ) -> TableSchema:
         keyset = set(key)
