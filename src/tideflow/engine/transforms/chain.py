@@ -17,7 +17,7 @@ from tideflow.engine.transforms.javascript import JavaScriptRunner
 from tideflow.engine.transforms.python_sandbox import CompileError as PyCompileError
 from tideflow.engine.transforms.python_sandbox import PythonRunner
 from tideflow.engine.transforms.records import Input, Output, Rebuilder, render
-from tideflow.engine.transforms.runtime import Failure, Runner
+from tideflow.engine.transforms.runtime import Failure, Result, Runner
 from tideflow.engine.transforms.spec import TransformSpec
 from tideflow.errors import TerminalError
 from tideflow.events import ChangeEvent, Op
@@ -85,11 +85,33 @@ class Chain:
     def _step(
         self, step: _Step, events: list[ChangeEvent], failed: list[Failed]
     ) -> list[ChangeEvent]:
+        runner = step.runner
+        if not isinstance(runner, PythonRunner) or len(events) <= _PIPELINE_CHUNK:
+            part = self._prepare(step, events)
+            if part.inputs and runner is not None:
+                return self._finish(step, part, runner.run(part.inputs), failed)
+            return self._finish(step, part, [Output(i.value) for i in part.inputs], failed)
+        # The Python worker is another process: hand it one chunk, then render the next chunk
+        # and rebuild the previous one while it runs, so the two use two cores, not one after
+        # the other. One request in flight at a time, so neither side can block the other's
+        # pipe.
+        out: list[ChangeEvent] = []
+        chunks = [events[i : i + _PIPELINE_CHUNK] for i in range(0, len(events), _PIPELINE_CHUNK)]
+        current = self._prepare(step, chunks[0])
+        runner.send(current.inputs)
+        for k in range(len(chunks)):
+            following = self._prepare(step, chunks[k + 1]) if k + 1 < len(chunks) else None
+            results = runner.receive()
+            if following is not None:
+                runner.send(following.inputs)
+            out.extend(self._finish(step, current, results, failed))
+            if following is not None:
+                current = following
+        return out
+
+    def _prepare(self, step: _Step, events: list[ChangeEvent]) -> _Part:
         spec = step.spec
-        slots: list[int] = []
-        rendered: list[dict[str, Any]] = []
-        inputs: list[Input] = []
-        results: list[Output | Failure | None] = []
+        part = _Part(events)
         applies: dict[str, bool] = {}  # per table name: applies_to may run a regex
         for i, e in enumerate(events):
             if e.op == Op.TRUNCATE:
@@ -101,34 +123,37 @@ class Chain:
             if not ok:
                 continue
             item = render(e, name)
-            slots.append(i)
-            rendered.append(item.value)
+            part.slots.append(i)
+            part.rendered.append(item.value)
             if not step.ops:
-                inputs.append(item)
-                results.append(None)  # filled from the runner below
+                part.inputs.append(item)
+                part.results.append(None)  # filled from the runner
                 continue
             value = builtins.apply(step.ops, item.value)  # on a copy: item.value stays as is
             if value is None:
-                results.append(Output(None))
+                part.results.append(Output(None))
             else:
-                inputs.append(Input(value, item.key, item.topic, item.timestamp))
-                results.append(None)
-        if not slots:
+                part.inputs.append(Input(value, item.key, item.topic, item.timestamp))
+                part.results.append(None)
+        return part
+
+    def _finish(
+        self, step: _Step, part: _Part, ran: list[Result], failed: list[Failed]
+    ) -> list[ChangeEvent]:
+        """``part``'s events with the results (``ran``: one per input) applied."""
+        events = part.events
+        if not part.slots:
             return events
-        if step.runner is not None and inputs:
-            ran = iter(step.runner.run(inputs))
-            results = [r if r is not None else next(ran) for r in results]
-        else:
-            it = iter(inputs)
-            results = [r if r is not None else Output(next(it).value) for r in results]
+        it = iter(ran)
+        results = [r if r is not None else next(it) for r in part.results]
         rebuild = self._rebuild.rebuild
         replaced: dict[int, list[ChangeEvent]] = {}
-        for i, result, before in zip(slots, results, rendered, strict=True):
+        for i, result, before in zip(part.slots, results, part.rendered, strict=True):
             event = events[i]
             if isinstance(result, Failure):
-                failed.append(Failed(event, result.describe(spec.name)))
+                failed.append(Failed(event, result.describe(step.spec.name)))
                 replaced[i] = []
-            elif result is None or result.value is None:
+            elif result.value is None:
                 replaced[i] = []  # filtered out
             elif result.topics is None:
                 replaced[i] = [rebuild(event, result, event.table.name, before)]
@@ -144,3 +169,21 @@ class Chain:
             else:
                 out.extend(found)
         return out
+
+
+# Events per chunk when overlapping with the Python worker: big enough that the round trip
+# is amortised, small enough that the first and last chunk (not overlapped) stay short.
+_PIPELINE_CHUNK = 1000
+
+
+class _Part:
+    """One chunk of a batch between rendering and rebuilding."""
+
+    __slots__ = ("events", "inputs", "rendered", "results", "slots")
+
+    def __init__(self, events: list[ChangeEvent]) -> None:
+        self.events = events
+        self.slots: list[int] = []  # indexes into events of the records this step sees
+        self.rendered: list[dict[str, Any]] = []  # per slot: its rendered input value
+        self.results: list[Output | None] = []  # per slot: None = the runner's next result
+        self.inputs: list[Input] = []  # what the runner gets

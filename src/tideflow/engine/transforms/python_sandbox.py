@@ -39,6 +39,8 @@ class PythonRunner:
         self.code = code
         self.limits = limits
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pending: tuple[list[Input], float] | None = None  # sent, not yet received
+        self._sent = False
         self._start()
 
     def _start(self) -> None:
@@ -65,27 +67,57 @@ class PythonRunner:
             raise CompileError(Failure(reply["error"], reply.get("line")))
 
     def _exchange(self, doc: Any, timeout: float) -> Any:
+        self._send(doc)
+        return self._receive(time.monotonic() + timeout)
+
+    def _send(self, doc: Any) -> None:
         proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        assert proc is not None and proc.stdin is not None
         data = orjson.dumps(doc)
         try:
             proc.stdin.write(struct.pack(">I", len(data)) + data)
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise _Died from None
-        deadline = time.monotonic() + timeout
+
+    def _receive(self, deadline: float) -> Any:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
         head = _read_exact(proc.stdout, 4, deadline)
         (n,) = struct.unpack(">I", head)
         return orjson.loads(_read_exact(proc.stdout, n, deadline))
 
     def run(self, inputs: list[Input]) -> list[Result]:
+        self.send(inputs)
+        return self.receive()
+
+    def send(self, inputs: list[Input]) -> None:
+        """Start a batch; :meth:`receive` gets its results. One batch at a time."""
+        if self._pending is not None:  # an earlier batch was abandoned (its caller raised)
+            self._pending = None
+            self._restart()  # its reply must not be read as this batch's
+        per_record = self.limits.time_ms / 1000 * 3  # value, key and topic functions
+        self._pending = (inputs, time.monotonic() + per_record * len(inputs) + _GRACE_S)
+        self._sent = False
+        if inputs:
+            try:
+                self._send([(i.value, i.key, i.topic, i.timestamp) for i in inputs])
+                self._sent = True
+            except _Died:
+                pass  # receive() restarts the worker and re-runs the batch
+
+    def receive(self) -> list[Result]:
+        assert self._pending is not None
+        (inputs, deadline), self._pending = self._pending, None
         if not inputs:
             return []
-        per_record = self.limits.time_ms / 1000 * 3  # value, key and topic functions
-        try:
-            return self._batch(inputs, per_record * len(inputs) + _GRACE_S)
-        except _Died:
-            self._restart()
+        if self._sent:
+            try:
+                return _results(self._receive(deadline))
+            except _Died:
+                pass
+        self._restart()
+        per_record = self.limits.time_ms / 1000 * 3
         results: list[Result] = []
         for item in inputs:
             try:
@@ -97,8 +129,7 @@ class PythonRunner:
 
     def _batch(self, inputs: list[Input], timeout: float) -> list[Result]:
         doc = [(i.value, i.key, i.topic, i.timestamp) for i in inputs]
-        replies = self._exchange(doc, timeout)
-        return [output_of(r[1], r[2], r[3]) if r[0] == 0 else Failure(r[1], r[2]) for r in replies]
+        return _results(self._exchange(doc, timeout))
 
     def _restart(self) -> None:
         self.close()
@@ -114,6 +145,10 @@ class PythonRunner:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+
+
+def _results(replies: list[Any]) -> list[Result]:
+    return [output_of(r[1], r[2], r[3]) if r[0] == 0 else Failure(r[1], r[2]) for r in replies]
 
 
 def _read_exact(stream: IO[bytes], n: int, deadline: float) -> bytes:

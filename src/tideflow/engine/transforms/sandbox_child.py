@@ -238,12 +238,24 @@ def main() -> None:
                 value = _call(value_fn, args, seconds) if value_fn else args[0]
                 key = _call(key_fn, args, seconds) if key_fn else None
                 topic = _call(topic_fn, args, seconds) if topic_fn else None
-                row = [0, value, key, topic]
-                orjson.dumps(row)  # refuse what the parent could not read, per record
-                out.append(row)
+                out.append([0, value, key, topic])
             except BaseException as exc:  # any failure is this record's
                 out.append([1, _describe(exc), _line(exc)])
-        _write(stdout, out)
+        try:
+            data = orjson.dumps(out)  # one serialisation per batch in the common case
+        except BaseException:
+            data = orjson.dumps([_checked(row) for row in out])
+        stdout.write(struct.pack(">I", len(data)) + data)
+        stdout.flush()
+
+
+def _checked(row: list[Any]) -> list[Any]:
+    """``row``, or this record's failure when the parent could not read it."""
+    try:
+        orjson.dumps(row)
+    except BaseException as exc:
+        return [1, _describe(exc), _line(exc)]
+    return row
 
 
 if __name__ == "__main__":
