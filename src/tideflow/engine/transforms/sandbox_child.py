@@ -32,6 +32,7 @@ import statistics
 import string
 import struct
 import sys
+import time
 import traceback
 import uuid
 from typing import Any
@@ -185,8 +186,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# The time limit: a periodic interval timer runs for the whole batch and its handler fails the
+# call in progress once that call has run for ``_limit`` seconds. Arming a one-shot timer
+# around every call instead costs two setitimer system calls per call (~1.5 µs per record,
+# a quarter of the worker's time on a trivial transform). A call is stopped between ``_limit``
+# and ``_limit`` + one tick.
+_started: float | None = None  # when the call in progress started; None between calls
+_limit = 1.0
+_TICKS_PER_LIMIT = 4
+
+
 def _on_alarm(signum: int, frame: Any) -> None:
-    raise _Timeout
+    started = _started
+    if started is not None and time.monotonic() - started >= _limit:
+        raise _Timeout
 
 
 def _load(code: dict[str, str]) -> dict[str, Any]:
@@ -200,20 +213,22 @@ def _load(code: dict[str, str]) -> dict[str, Any]:
     return namespace
 
 
-def _call(fn: Any, args: list[Any], seconds: float) -> Any:
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def _call(fn: Any, args: list[Any]) -> Any:
+    global _started
+    _started = time.monotonic()
     try:
         return fn(*args)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _started = None
 
 
 def main() -> None:
-    global _armed
+    global _armed, _limit
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr = _Sink()  # user print() goes nowhere
     init = _read(stdin)
-    seconds = init["limits"]["time_ms"] / 1000
+    _limit = init["limits"]["time_ms"] / 1000
+    tick = _limit / _TICKS_PER_LIMIT
     memory = init["limits"]["memory_mb"] * 1024 * 1024
     signal.signal(signal.SIGALRM, _on_alarm)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -233,14 +248,16 @@ def main() -> None:
     while True:
         batch = _read(stdin)
         out: list[Any] = []
+        signal.setitimer(signal.ITIMER_REAL, tick, tick)
         for args in batch:
             try:
-                value = _call(value_fn, args, seconds) if value_fn else args[0]
-                key = _call(key_fn, args, seconds) if key_fn else None
-                topic = _call(topic_fn, args, seconds) if topic_fn else None
+                value = _call(value_fn, args) if value_fn else args[0]
+                key = _call(key_fn, args) if key_fn else None
+                topic = _call(topic_fn, args) if topic_fn else None
                 out.append([0, value, key, topic])
             except BaseException as exc:  # any failure is this record's
                 out.append([1, _describe(exc), _line(exc)])
+        signal.setitimer(signal.ITIMER_REAL, 0)
         try:
             data = orjson.dumps(out)  # one serialisation per batch in the common case
         except BaseException:
