@@ -14,6 +14,7 @@ function with side effects fails.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -41,6 +42,13 @@ SELECT c.oid::int8, greatest(c.reltuples, 0)::int8
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
+
+# Transactions the snapshot sees as running although their commit (or abort) is recorded.
+_FINISHING = """
+SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+WHERE pg_xact_status(x) <> 'in progress'
+"""
+_SETTLE_TRIES = 200
 
 
 class PostgresChunkReader:
@@ -132,12 +140,28 @@ class PostgresChunkReader:
             _where(plan, after, upto, predicate),
             _order(plan),
         )
-        with self._conn.transaction():
-            self._conn.execute("SET TRANSACTION READ ONLY")
-            raw = self._conn.execute(query, _params(after, upto)).fetchall()
+        raw = self._read_settled(query, _params(after, upto))
         n = len(plan.key)
         rows = [self._convert(plan, r[n:]) for r in raw]
         return ChunkRows(rows, tuple(raw[-1][:n]) if raw else None)
+
+    def _read_settled(self, query: sql.Composed, params: list[str]) -> list[tuple[Any, ...]]:
+        """Run ``query`` on a snapshot no transaction was half-way through committing.
+
+        A transaction's commit record is written before it becomes visible; one that committed
+        just before the low watermark could still be invisible to a snapshot taken right
+        after it, and its change would then be in neither the chunk nor the window. Such a
+        transaction shows in the snapshot's in-progress list with its commit already recorded
+        (``pg_xact_status``): take the snapshot again until there is none.
+        """
+        for _ in range(_SETTLE_TRIES):
+            with self._conn.transaction():
+                self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                finishing = self._conn.execute(_FINISHING).fetchone()
+                if finishing is None or not finishing[0]:
+                    return self._conn.execute(query, params).fetchall()
+            time.sleep(0.002)
+        raise SnapshotError("transactions kept finishing while taking a chunk snapshot")
 
     def scan(
         self, plan: TablePlan, predicate: str | None, size: int
