@@ -133,9 +133,11 @@ class Coordinator:
         """Stop the threads; unfinished tables stay running in the store and resume later."""
         self._stop.set()
         self._wake.set()
+        # Readers finish their current query first; a stop waits at most 5 s in all.
+        deadline = time.monotonic() + 5.0
         for t in self._threads:
             if t.is_alive():
-                t.join(5)
+                t.join(max(0.0, deadline - time.monotonic()))
         if self._scanner is not None:
             self._scanner.close()
             self._scanner = None
