@@ -296,15 +296,19 @@ class Coordinator:
             return
         table = _Table(task, plan, task.last_key, task.last_key, task.chunks_done, task.rows_read)
         self.progress.start(task.id, plan.estimate)
-        with self._lock:
-            self._tables[task.id] = table
-            self.live = True
-        log.info("snapshot of %s started", task.table, extra={"source": self.source_id})
         if task.kind == BLOCKING:
             table.exhausted = True
             table.next_idx = 1
             chunk = self._register(table, 0, None, None)
-            reader.watermark(watermark.encode(watermark.Watermark(chunk.id, "blocking")))
+            try:
+                reader.watermark(watermark.encode(watermark.Watermark(chunk.id, "blocking")))
+            except Exception:
+                self._drop(chunk)  # not begun: the next reload tries again
+                raise
+        with self._lock:
+            self._tables[task.id] = table
+            self.live = True
+        log.info("snapshot of %s started", task.table, extra={"source": self.source_id})
 
     def _register(
         self, table: _Table, idx: int, after: TextKey | None, upto: TextKey | None

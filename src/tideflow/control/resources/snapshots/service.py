@@ -126,17 +126,15 @@ def status(ctx: AppContext, source_id: str, request_id: str | None = None) -> Sn
         rows = _latest_per_table(s.scalars(query).all())
         topics = [_present(r) for r in rows]
         latest = max(rows, key=lambda r: r.submitted_at).request_id if rows else None
-    overall = (
-        "running"
-        if any(t.status in ACTIVE for t in topics)
-        else topics[0].status
-        if len({t.status for t in topics}) == 1
-        else "completed"
-        if all(t.status == COMPLETED for t in topics)
-        else "mixed"
-        if topics
-        else "none"
-    )
+    statuses = {t.status for t in topics}
+    if not topics:
+        overall = "none"
+    elif statuses & set(ACTIVE):
+        overall = "running"
+    elif len(statuses) == 1:
+        overall = statuses.pop()
+    else:
+        overall = "mixed"
     return SnapshotOut(
         source_id=source_id, request_id=request_id or latest, status=overall, topics=topics
     )
