@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import psycopg
 from psycopg import sql
 
+from tideflow.connectors.destinations.postgres.copy_text import RowRenderer
 from tideflow.connectors.destinations.postgres.tables import DestTable
 
 
@@ -21,6 +22,7 @@ class Stager:
         self._names: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
         self._dirty: set[str] = set()
         self._counter = 0
+        self.renderer = RowRenderer(conn, conn.info.encoding)
 
     def prepare(self, dest: DestTable) -> None:
         """Create the staging table of ``dest``'s current layout (outside a transaction)."""
@@ -55,10 +57,17 @@ class Stager:
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             ident, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with self.conn.cursor().copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+        self.copy_rows(copy_sql, [dest.columns.get(c, "") for c in columns], rows)
         return ident
+
+    def copy_rows(
+        self, copy_sql: sql.Composed, types: Sequence[str], rows: Iterable[Sequence[object]]
+    ) -> None:
+        """Run ``copy_sql`` (a text ``COPY ... FROM STDIN``) with ``rows`` rendered per column
+        type (see :mod:`.copy_text`): one ``write`` per chunk instead of one per row."""
+        with self.conn.cursor().copy(copy_sql) as copy:
+            for text in self.renderer.lines(types, rows):
+                copy.write(text)
 
     def forget(self) -> None:
         """The session ended: its temporary tables are gone."""

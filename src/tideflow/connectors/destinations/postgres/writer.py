@@ -276,9 +276,7 @@ class Writer:
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             dest.qualified, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with self.conn.cursor().copy(copy_sql) as copy:
-            for r in rows():
-                copy.write_row(r)
+        self.stager.copy_rows(copy_sql, [dest.columns.get(c, "") for c in columns], rows())
 
     def _delete_rows(
         self, dest: DestTable, table: TableSchema, events: Sequence[ChangeEvent]
