@@ -58,12 +58,19 @@ chaos: install services ## Long chaos/soak loops (kill -9, restarts) — not par
 	TIDEFLOW_CHAOS_ROUNDS=$${TIDEFLOW_CHAOS_ROUNDS:-20} $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install services ## Benchmarks; prints figures and writes bench/results/
+bench: install services ## All benchmarks; prints figures and writes bench/results/ (takes a while)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.metrics_overhead
+	$(BIN)/python -m bench.transforms_bench --repeat 3
+	$(BIN)/python -m bench.snapshot_bench
+	$(BIN)/python -m bench.mysql_bench
 
 .PHONY: bench-quick
 bench-quick: install services ## Benchmark smoke run (a few minutes): 200k rows, 300k-row transaction
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.metrics_overhead --rows 100000 --repeat 1
+	$(BIN)/python -m bench.transforms_bench --rows 50000
+	$(BIN)/python -m bench.snapshot_bench --rows 200000
 
 .PHONY: migration
 migration: install ## Regenerate migration 0001 from the models (pre-release only)
