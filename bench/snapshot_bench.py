@@ -13,8 +13,9 @@ Printed for each: wall time, rows/s, and source-side CPU seconds — the CPU tim
 server processes serving the copy (sampled from /proc every 0.2 s; a process that exits keeps
 its last sample), which is what a production database pays. Here source and destination
 share one Postgres server, so both CPU figures include the destination's writes too.
-Services from ``make services``. A run with 200,000 rows on the 2-core dev box: pg_dump | psql
-1.3 s (154k rows/s, 0.8 CPU s), Tideflow 6.9 s (29k rows/s, 5.0 CPU s).
+Services from ``make services``. 1,000,000 rows on the shared 2-core dev box (2026-11-22):
+pg_dump | psql 2.8 s (356k rows/s, 2.5 Postgres CPU s); Tideflow 28.0 s (36k rows/s, 17.2
+Postgres CPU s). The 5M default was not run there (the shared server was being restarted).
 
     .venv/bin/python -m bench.snapshot_bench --rows 5000000
 """
