@@ -70,7 +70,12 @@ def api_schema(fuzzed_server: Server) -> BaseOpenAPISchema:
     return schemathesis.from_uri(f"{fuzzed_server.url}/openapi.json", base_url=fuzzed_server.url)
 
 
-schema = schemathesis.from_pytest_fixture("api_schema")
+# POST /transforms/{id}/test runs user code in the sandboxes; hypothesis cannot generate
+# enough distinct bodies for it without tripping its own filter health check, and its contract
+# (outputs, line numbers, 404/422) is covered in test_api_transforms.py.
+schema = schemathesis.from_pytest_fixture("api_schema").exclude(
+    method="POST", path="/transforms/{transform_id}/test"
+)
 
 
 @schema.parametrize()

@@ -43,7 +43,17 @@ Interval = Annotated[int | None, Query(ge=1, le=100_000)]
 Stamp = Annotated[str | None, Query(max_length=64)]
 
 
-@router.get("/metrics", include_in_schema=True, summary="Prometheus exposition")
+@router.get(
+    "/metrics",
+    summary="Prometheus exposition",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def prometheus_metrics(_: Authenticated, request: Request) -> Response:
     return Response(prometheus.render(get_ctx(request)), media_type=CONTENT_TYPE_LATEST)
 

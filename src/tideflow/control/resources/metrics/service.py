@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tideflow.control.context import AppContext
+from tideflow.control.resources import configs
 from tideflow.engine.metrics import LATENCY_BUCKETS_MS
 from tideflow.engine.observe import COARSE, COUNTERS, FINE, WAL_STATUS
 from tideflow.errors import Invalid, NotFound
@@ -205,6 +206,9 @@ def health(ctx: AppContext, kind: str, uid: str) -> str:
 
 
 def _require(ctx: AppContext, model: Any, uid: str) -> None:
+    # Ids are 24-hex; anything else (e.g. a NUL byte, which Postgres refuses) cannot exist.
+    if not configs.is_object_id(uid):
+        raise NotFound(f"{model.__tablename__[:-1]} {uid!r} not found")
     with ctx.store.session() as s:
         if s.get(model, uid) is None:
             raise NotFound(f"{model.__tablename__[:-1]} {uid} not found")

@@ -166,7 +166,10 @@ class TransformTestResult(BaseModel):
 
 
 class TransformTestError(BaseModel):
-    detail: str
-    code: str = Field(description="transform_code_error")
-    line: int | None = Field(description="Line in the transform's code, when known.")
-    record: int | None = Field(description="Index of the failing record; None: load failed.")
+    """A code error (``transform_code_error`` with line and record) or, for an invalid body,
+    the usual validation error list."""
+
+    detail: str | list[Any]
+    code: str = Field(description="transform_code_error, or invalid for a malformed body")
+    line: int | None = Field(None, description="Line in the transform's code, when known.")
+    record: int | None = Field(None, description="Index of the failing record; None: load failed.")
