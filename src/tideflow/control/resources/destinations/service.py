@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
 from tideflow.control.resources.destinations.schemas import DestinationIn, DestinationOut
+from tideflow.control.resources.named import Named
 from tideflow.control.resources.wire import Page
-from tideflow.errors import Conflict, Invalid, NotFound
+from tideflow.errors import Conflict, Invalid
 from tideflow.ids import new_id
 from tideflow.store.models.resources import Destination, Pipeline
 
@@ -72,34 +72,11 @@ def _one(session: Session, box: SecretBox, row: Destination, reveal: bool) -> De
     return present(session, box, [row], reveal)[0]
 
 
-def _find(session: Session, destination_id: str) -> Destination | None:
-    if not configs.is_object_id(destination_id):
-        return None
-    return session.get(Destination, destination_id)
-
-
-def _require(session: Session, destination_id: str) -> Destination:
-    row = _find(session, destination_id)
-    if row is None:
-        raise NotFound(f"destination '{destination_id}' does not exist")
-    return row
-
-
-def _check_name_free(session: Session, name: str, own_id: str | None = None) -> None:
-    stmt = select(Destination.id).where(Destination.name == name)
-    if own_id is not None:
-        stmt = stmt.where(Destination.id != own_id)
-    if session.scalar(stmt) is not None:
-        raise Invalid(f"a destination named '{name}' already exists", code="already_exists")
-
-
-def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        raise Invalid(
-            f"a destination named '{name}' already exists", code="already_exists"
-        ) from None
+_named = Named(Destination, "destination")
+_find = _named.find
+_require = _named.require
+_check_name_free = _named.check_name_free
+_flush = _named.flush
 
 
 def list_(ctx: AppContext, params: ListParams, *, reveal: bool) -> Page[DestinationOut]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
 from tideflow.control.resources.metrics import service as metrics_service
+from tideflow.control.resources.named import Named
 from tideflow.control.resources.pipelines.schemas import (
     PipelineDestination,
     PipelineIn,
@@ -26,7 +26,7 @@ from tideflow.control.resources.pipelines.schemas import (
 from tideflow.control.resources.snapshots import service as snapshots
 from tideflow.control.resources.sources.service import topic_id, topic_names
 from tideflow.control.resources.wire import Page
-from tideflow.errors import Invalid, NotFound
+from tideflow.errors import Invalid
 from tideflow.ids import new_id
 from tideflow.store.models.resources import Destination, Pipeline, Source, Transform
 
@@ -78,30 +78,11 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
     ]
 
 
-def _find(session: Session, pipeline_id: str) -> Pipeline | None:
-    return session.get(Pipeline, pipeline_id) if configs.is_object_id(pipeline_id) else None
-
-
-def _require(session: Session, pipeline_id: str) -> Pipeline:
-    row = _find(session, pipeline_id)
-    if row is None:
-        raise NotFound(f"pipeline '{pipeline_id}' does not exist")
-    return row
-
-
-def _check_name_free(session: Session, name: str, own_id: str | None = None) -> None:
-    stmt = select(Pipeline.id).where(Pipeline.name == name)
-    if own_id is not None:
-        stmt = stmt.where(Pipeline.id != own_id)
-    if session.scalar(stmt) is not None:
-        raise Invalid(f"a pipeline named '{name}' already exists", code="already_exists")
-
-
-def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        raise Invalid(f"a pipeline named '{name}' already exists", code="already_exists") from None
+_named = Named(Pipeline, "pipeline")
+_find = _named.find
+_require = _named.require
+_check_name_free = _named.check_name_free
+_flush = _named.flush
 
 
 class _Checked:

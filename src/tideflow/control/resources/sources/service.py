@@ -12,15 +12,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tideflow.control.resources import configs
 from tideflow.control.resources.common import ListParams, paginate
 from tideflow.control.resources.metrics import service as metrics_service
+from tideflow.control.resources.named import Named
 from tideflow.control.resources.sources.schemas import SourceIn, SourceOut
 from tideflow.control.resources.wire import Page
-from tideflow.errors import ApiError, Conflict, Invalid, NotFound, TideflowError
+from tideflow.errors import ApiError, Conflict, Invalid, TideflowError
 from tideflow.ids import new_id, new_stream_id
 from tideflow.store.models.resources import Pipeline, Source, Topic
 
@@ -108,31 +108,11 @@ def _one(session: Session, box: SecretBox, row: Source, reveal: bool) -> SourceO
     return present(session, box, [row], reveal)[0]
 
 
-def _find(session: Session, source_id: str) -> Source | None:
-    return session.get(Source, source_id) if configs.is_object_id(source_id) else None
-
-
-def _require(session: Session, source_id: str) -> Source:
-    row = _find(session, source_id)
-    if row is None:
-        raise NotFound(f"source '{source_id}' does not exist")
-    return row
-
-
-def _check_name_free(session: Session, name: str, own_id: str | None = None) -> None:
-    stmt = select(Source.id).where(Source.name == name)
-    if own_id is not None:
-        stmt = stmt.where(Source.id != own_id)
-    if session.scalar(stmt) is not None:
-        raise Invalid(f"a source named '{name}' already exists", code="already_exists")
-
-
-def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        # Lost a race with a concurrent create of the same name.
-        raise Invalid(f"a source named '{name}' already exists", code="already_exists") from None
+_named = Named(Source, "source")
+_find = _named.find
+_require = _named.require
+_check_name_free = _named.check_name_free
+_flush = _named.flush
 
 
 def list_(ctx: AppContext, params: ListParams, *, reveal: bool) -> Page[SourceOut]:
