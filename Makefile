@@ -54,8 +54,10 @@ test: install services lint ## Install everything, start services, lint, run the
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: chaos
-chaos: install services ## Long chaos/soak loops (kill -9, restarts) — not part of `make test`
-	TIDEFLOW_CHAOS_ROUNDS=$${TIDEFLOW_CHAOS_ROUNDS:-20} $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+chaos: install services ## Long chaos/soak loops: 20 rounds of random faults, 60 s pause, 30 s outage (`make test` runs 2)
+	TIDEFLOW_CHAOS_ROUNDS=$${TIDEFLOW_CHAOS_ROUNDS:-20} TIDEFLOW_PAUSE_SECONDS=$${TIDEFLOW_PAUSE_SECONDS:-60} \
+	TIDEFLOW_OUTAGE_SECONDS=$${TIDEFLOW_OUTAGE_SECONDS:-30} \
+	$(BIN)/pytest --timeout 3600 tests/chaos tests/e2e -k 'chaos or soak or survives or pause or kill' $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: install services ## All benchmarks; prints figures and writes bench/results/ (takes a while)

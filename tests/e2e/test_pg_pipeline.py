@@ -174,7 +174,7 @@ def test_pause_keeps_slot_and_loses_nothing(dbs: tuple[str, str], engine_server:
         assert c.post(f"/sources/{source_id}/pause").status_code == 200
         api.wait_status(c, "sources", source_id, "Paused")
         slot = units["source"]["config"]["slot.name"]
-        workload.run_pgbench(src, seconds=int(os.environ.get("TIDEFLOW_PAUSE_SECONDS", "10")))
+        workload.run_pgbench(src, seconds=int(os.environ.get("TIDEFLOW_PAUSE_SECONDS", "60")))
         with pg_conn() as conn:
             row = conn.execute(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
