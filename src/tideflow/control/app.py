@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tideflow import __version__, logs
@@ -95,6 +96,9 @@ def error_response(request: Request, status: int, code: str, detail: Any) -> JSO
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
+STORE_RETRY_AFTER_S = 5
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -108,6 +112,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return error_response(request, 422, "invalid", errors)
+
+    @app.exception_handler(DBAPIError)
+    async def store_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Only a lost or locked metadata store is the client's to retry; anything else the
+        # store rejects is a bug in a service (bad input must be refused before it gets there).
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+            raise exc
+        log.warning("metadata store unavailable: %s", exc.orig)
+        response = error_response(
+            request, 503, "store_unavailable", "the metadata store is unavailable; retry shortly"
+        )
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -30,7 +30,15 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A metadata host that does not answer must fail a request within seconds (503 +
+    # Retry-After in the API), not hang it on the kernel's connect timeout.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 class Store:
