@@ -25,6 +25,7 @@ def _register_subcommands() -> None:
         ("tideflow.cli.sources", "sources"),
         ("tideflow.cli.pipelines", "pipelines"),
         ("tideflow.cli.transforms", "transforms"),
+        ("tideflow.cli.worker", "worker"),
     ):
         try:
             mod = importlib.import_module(module)

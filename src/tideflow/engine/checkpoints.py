@@ -4,16 +4,20 @@ Format (invariant 7): the row's ``version`` column plus ``position`` form the ve
 document ``{"version": 1, "position": {...}}``; :func:`decode` upgrades older versions by code
 and refuses unknown newer ones. Writes are forward-only (invariant 2) and fenced by a
 generation number: a writer whose generation is older than the stored one is refused, so a
-worker that lost its lease cannot move a checkpoint back (cluster mode).
+worker that lost its lease cannot move a checkpoint back (cluster mode). In cluster mode a
+:class:`Fence` also checks, inside the same transaction, that the writer still holds the lease
+of the unit and supplies its generation, so a worker that lost its lease cannot move a
+checkpoint at all, even before the new owner has written one.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tideflow.engine import positions
 from tideflow.engine.errors import Fenced
@@ -54,12 +58,23 @@ def unit(pipeline_id: str) -> str:
     return f"pipeline:{pipeline_id}"
 
 
+class Fence(Protocol):
+    """Decides, inside a checkpoint write's transaction, whether the writer may write."""
+
+    def generation(self, session: Session, unit_name: str) -> int:
+        """The generation to write ``unit_name`` with; raises :class:`Fenced` when the writer
+        no longer holds the unit. Runs in ``session``'s transaction, before the write, and may
+        lock rows so that a takeover cannot commit between this check and the write."""
+        ...
+
+
 class Checkpoints:
     """Reads and writes checkpoints; safe to use from several threads (one session per call)."""
 
-    def __init__(self, store: Store, *, generation: int = 0) -> None:
+    def __init__(self, store: Store, *, generation: int = 0, fence: Fence | None = None) -> None:
         self.store = store
         self.generation = generation
+        self.fence = fence
 
     def load(self, unit_name: str) -> Position | None:
         with self.store.session() as s:
@@ -91,6 +106,9 @@ class Checkpoints:
     def _save_once(self, unit_name: str, position: Position) -> tuple[Saved, Position]:
         doc = encode(position)
         with self.store.session() as s:
+            generation = self.generation
+            if self.fence is not None:
+                generation = self.fence.generation(s, unit_name)
             row = s.execute(
                 select(Checkpoint).where(Checkpoint.unit == unit_name).with_for_update()
             ).scalar_one_or_none()
@@ -100,21 +118,21 @@ class Checkpoints:
                         unit=unit_name,
                         version=doc["version"],
                         position=doc["position"],
-                        generation=self.generation,
+                        generation=generation,
                     )
                 )
                 return Saved.WRITTEN, position
-            if row.generation > self.generation:
+            if row.generation > generation:
                 raise Fenced(
                     f"checkpoint of {unit_name} is owned by generation {row.generation} "
-                    f"(this worker has {self.generation}); another worker took over"
+                    f"(this worker has {generation}); another worker took over"
                 )
             stored = decode({"version": row.version, "position": row.position})
             if positions.before(position, stored):
                 return Saved.REFUSED_OLDER, stored
-            if not positions.before(stored, position) and row.generation == self.generation:
+            if not positions.before(stored, position) and row.generation == generation:
                 return Saved.UNCHANGED, stored
             row.version = doc["version"]
             row.position = doc["position"]
-            row.generation = self.generation
+            row.generation = generation
             return Saved.WRITTEN, position

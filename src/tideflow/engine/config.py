@@ -31,7 +31,7 @@ class RuntimeConfig:
     retry_initial: float = 1.0
     retry_max: float = 30.0
     healthy_after: float = 60.0  # a unit running this long forgets its earlier failures
-    generation: int = 0  # checkpoint fencing generation (cluster mode takes it from a lease)
+    generation: int = 0  # checkpoint fencing generation (cluster mode fences per source lease)
 
 
 @dataclass

@@ -8,6 +8,9 @@ source's config or its set of runnable pipelines changes; stops it gracefully (f
 checkpoint, ack, close) when nothing should run. Failed units restart after a backoff (1 s
 doubling to 30 s, jittered), immediately when their config changes. Statuses of units that do
 not run are written here; running units report their own.
+
+In cluster mode an :class:`Assignment` (the worker's lease keeper, :mod:`.cluster`) narrows
+the plan to the sources this worker holds leases on and fences their checkpoint writes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from tideflow.engine import status
 from tideflow.engine.checkpoints import Checkpoints
@@ -48,6 +52,30 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+class Assignment(Protocol):
+    """Which sources this worker runs (cluster mode: those it holds a lease on).
+
+    Called from the supervisor thread, once per reconcile, in this order: :meth:`take_lost`,
+    :meth:`restrict`, then (after acting) :meth:`settled`.
+    """
+
+    def take_lost(self) -> set[str]:
+        """Sources whose lease was lost since the last call: abort them, write nothing more."""
+        ...
+
+    def restrict(self, plan: Plan) -> Plan:
+        """The part of ``plan`` to run here; sources left out are stopped gracefully."""
+        ...
+
+    def settled(self, running: set[str]) -> None:
+        """The sources that still have a live runner (running or stopping)."""
+        ...
+
+    def checkpoints(self, source_id: str) -> Checkpoints:
+        """Checkpoint store for a source's pipelines, fenced by the source's lease."""
+        ...
+
+
 @dataclass
 class _Failure:
     backoff: Backoff
@@ -69,13 +97,16 @@ class Worker:
         *,
         worker_id: str,
         config: RuntimeConfig | None = None,
+        assignment: Assignment | None = None,
+        status_board: status.StatusBoard | None = None,
     ) -> None:
         self.store = store
         self.secrets = secrets
         self.worker_id = worker_id
         self.config = config or RuntimeConfig()
+        self.assignment = assignment
         self.metrics = Metrics()
-        self.status = status.StatusBoard(store, worker_id)
+        self.status = status_board or status.StatusBoard(store, worker_id)
         self.services = Services(
             self.config,
             Checkpoints(store, generation=self.config.generation),
@@ -120,6 +151,8 @@ class Worker:
             if r.alive:
                 r.abort()
                 r.join(2.0)
+        if self.assignment is not None:
+            return  # the units were handed over (or their leases will expire): not "stopped"
         for unit in self._reported:
             current = self.status.get(unit)
             if current is not None and current[0] in (status.ACTIVE, status.STARTING):
@@ -137,13 +170,21 @@ class Worker:
     def reconcile(self) -> None:
         """One pass: compare the store with what runs and act on the difference."""
         now = time.monotonic()
-        plan = self._planner.load()
+        plan = everything = self._planner.load()
+        if self.assignment is not None:
+            for sid in self.assignment.take_lost():
+                self._abandon(sid)
+            plan = self.assignment.restrict(everything)
         self._reap(now)
         for sid, source in plan.sources.items():
             self._reconcile_source(plan, source, plan.pipelines.get(sid, []), now)
         for sid in [s for s in self._groups if s not in plan.sources]:
             self._retire(sid)
-        self._forget_deleted(plan)
+        self._forget_deleted(everything)
+        if self.assignment is not None:
+            self._reported &= _units(plan)  # units handed over are reported by their new owner
+            running = set(self._groups) | {r.source.id for r in self._stopping}
+            self.assignment.settled(running)
         self.status.flush()
 
     def _reap(self, now: float) -> None:
@@ -191,6 +232,14 @@ class Worker:
             return False
         return now < failure.retry_at
 
+    def _abandon(self, sid: str) -> None:
+        """Another worker owns the source now: stop at once, nothing in flight is kept."""
+        runner = self._groups.pop(sid, None)
+        if runner is not None:
+            runner.abort()
+            self._stopping.append(runner)
+        self._failures.pop(status.source_unit(sid), None)
+
     def _retire(self, sid: str) -> None:
         runner = self._groups.pop(sid)
         runner.stop()
@@ -230,7 +279,7 @@ class Worker:
                 source,
                 plan.source_info[sid],
                 runnable,
-                self.services,
+                self._services_for(sid),
                 self._pins(pipelines, {p.id for p in runnable}),
             )
             self._groups[sid] = runner
@@ -245,6 +294,11 @@ class Worker:
         self._report_idle(
             source, pipelines, runner is not None, draining, {pid for pid, _ in running}
         )
+
+    def _services_for(self, sid: str) -> Services:
+        if self.assignment is None:
+            return self.services
+        return replace(self.services, checkpoints=self.assignment.checkpoints(sid))
 
     def _pins(self, pipelines: list[PipelinePlan], running: set[str]) -> dict[str, Position]:
         """Checkpoints of the source's pipelines that will not read now (they hold the ack)."""
@@ -286,6 +340,11 @@ class Worker:
         if gone:
             self.status.forget(gone)
             self._reported -= gone
+
+
+def _units(plan: Plan) -> set[str]:
+    units = {status.source_unit(s) for s in plan.sources}
+    return units | {status.pipeline_unit(p.id) for p in plan.all_pipelines()}
 
 
 def _idle_status(

@@ -1,0 +1,6 @@
+"""Cluster mode: several ``tideflow worker`` processes share a Postgres metadata store and
+split the units between them through leases with fencing (``docs/cluster.md``).
+
+Data flow: :mod:`.leases` (rows and fencing) → :mod:`.assignment` (who claims what) →
+:mod:`.keeper` (one worker's lease thread) → :mod:`.member` (the worker process).
+"""

@@ -1,0 +1,117 @@
+"""Leases, takeovers and checkpoint fencing in the metadata store (engine/cluster/leases.py).
+
+Run on SQLite and on a fresh Postgres metadata database: migration 0002 must apply on both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from tests.support import pg
+from tideflow.engine.checkpoints import Checkpoints, Saved
+from tideflow.engine.cluster.leases import SOURCE, ClusterConfig, Leases
+from tideflow.engine.errors import Fenced
+from tideflow.store.db import Store
+from tideflow.store.models.cluster import LeaseEvent
+from tideflow.store.models.runtime import Checkpoint, UnitStatus
+
+SHORT = ClusterConfig(lease_ttl=0.5, heartbeat_interval=0.1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path}/meta.db")
+        s.migrate()
+        yield s
+        s.dispose()
+        return
+    name = pg.create_database("tfcluster")
+    s = Store(pg.url(name))
+    try:
+        s.migrate()
+        yield s
+    finally:
+        s.dispose()
+        pg.drop_database(name)
+
+
+def test_migration_0002_creates_the_cluster_tables(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"leases", "workers", "lease_events", "checkpoints"} <= tables
+    with store.session() as s:
+        assert s.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+    store.migrate()  # idempotent
+
+
+def test_a_held_lease_is_refused_and_an_expired_one_taken_over_with_a_new_generation(
+    store: Store,
+) -> None:
+    a, b = Leases(store, "a", SHORT), Leases(store, "b", SHORT)
+    assert a.acquire(SOURCE, "s1") == 1
+    assert b.acquire(SOURCE, "s1") is None
+    assert a.renew({(SOURCE, "s1"): 1}) == set()
+    time.sleep(0.6)
+    assert b.acquire(SOURCE, "s1") == 2
+    assert a.renew({(SOURCE, "s1"): 1}) == {(SOURCE, "s1")}
+    with store.session() as s:
+        events = [(e.event, e.owner, e.generation, e.previous_owner) for e in s.scalars(
+            select(LeaseEvent).order_by(LeaseEvent.id))]  # fmt: skip
+        last = s.scalars(select(LeaseEvent).order_by(LeaseEvent.id.desc())).first()
+    assert events == [("acquired", "a", 1, ""), ("takeover", "b", 2, "a")]
+    assert last is not None and last.previous_renewed_at is not None
+
+
+def test_a_worker_that_lost_its_lease_cannot_write_a_checkpoint(store: Store) -> None:
+    a, b = Leases(store, "a", SHORT), Leases(store, "b", SHORT)
+    lost: list[str] = []
+    gen_a = a.acquire(SOURCE, "s1")
+    assert gen_a == 1
+    old = Checkpoints(store, fence=a.fence(SOURCE, "s1", gen_a, lambda: lost.append("a")))
+    assert old.save("pipeline:p", {"lsn": 10})[0] is Saved.WRITTEN
+    time.sleep(0.6)
+    gen_b = b.acquire(SOURCE, "s1")
+    assert gen_b == 2
+    # Fenced even though the new owner has not written anything yet.
+    with pytest.raises(Fenced):
+        old.save("pipeline:p", {"lsn": 20})
+    assert lost == ["a"]
+    new = Checkpoints(store, fence=b.fence(SOURCE, "s1", gen_b, lambda: None))
+    assert new.load("pipeline:p") == {"lsn": 10}
+    assert new.save("pipeline:p", {"lsn": 15})[0] is Saved.WRITTEN
+    with store.session() as s:
+        row = s.get(Checkpoint, "pipeline:p")
+        assert row is not None and (row.position, row.generation) == ({"lsn": 15}, 2)
+
+
+def test_release_frees_the_unit_and_says_it_is_moving(store: Store) -> None:
+    a, b = Leases(store, "a", ClusterConfig()), Leases(store, "b", ClusterConfig())
+    assert a.acquire(SOURCE, "s1") == 1
+    with store.session() as s:
+        s.add(UnitStatus(unit="source:s1", status="Active", message="", worker="a"))
+        s.add(UnitStatus(unit="pipeline:p", status="Paused", message="", worker="a"))
+    assert a.release(SOURCE, "s1", 1, ["source:s1", "pipeline:p"], "drain")
+    assert not a.release(SOURCE, "s1", 1, [], "twice")
+    with store.session() as s:
+        src, pipe = s.get(UnitStatus, "source:s1"), s.get(UnitStatus, "pipeline:p")
+        assert src is not None and (src.status, src.worker) == ("Starting", "")
+        assert pipe is not None and pipe.status == "Paused"  # only moving units change
+    assert b.acquire(SOURCE, "s1") == 2  # free at once, no TTL to wait
+
+
+def test_heartbeat_reports_a_drain_request_and_liveness_follows_the_ttl(store: Store) -> None:
+    a = Leases(store, "a", SHORT)
+    a.register(123)
+    assert a.heartbeat(["s1"]) == "active"
+    assert a.overview().live_workers == {"a"}
+    a.set_state("draining")
+    assert a.heartbeat(["s1"]) == "draining"
+    assert a.overview().live_workers == frozenset()
+    a.set_state("active")
+    time.sleep(0.6)
+    assert a.overview().live_workers == frozenset()
