@@ -653,3 +653,17 @@ def test_a_stream_runs_end_to_end_in_a_worker(engine_server: Server) -> None:
             r = c.delete(f"/api/streams/{sid}")
             assert r.status_code == 200, r.text
             assert slots() == 0
+
+
+def test_deleting_a_pipeline_detaches_its_streams(
+    api: httpx.Client, connection: dict[str, Any]
+) -> None:
+    doomed = create_pipeline(api, create_source(api), create_destination(api))
+    stream = create_stream(api, doomed, connection)
+    assert stream["attributes"]["pipeline_id"] == doomed["id"]
+    assert api.delete(f"/pipelines/{doomed['id']}").status_code == 200
+    r = api.get(f"/api/streams/{stream['id']}")
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["attributes"]["pipeline_id"] != doomed["id"]
+    listed = api.get("/api/streams", params={"pipeline_id": doomed["id"]}).json()["data"]
+    assert stream["id"] not in [s["id"] for s in listed]

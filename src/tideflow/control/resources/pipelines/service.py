@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from tideflow.control.resources import configs
@@ -49,6 +50,7 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
     units = [f"pipeline:{r.id}" for r in rows] + [f"source:{r.source_id}" for r in rows]
     reported = configs.statuses(session, units)
     messages = configs.status_messages(session, units)
+    workers = configs.workers(session, units)
     effective = {
         row.id: _effective(
             reported.get(f"pipeline:{row.id}"),
@@ -70,6 +72,7 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
             created_from=row.created_from,
             connector_status=configs.derived_status(row.desired_state, effective[row.id][0]),
             connector_status_message=effective[row.id][1],
+            worker_id=workers.get(f"pipeline:{row.id}") or workers.get(f"source:{row.source_id}"),
             health=metrics_service.health_in(session, f"pipeline:{row.id}"),
             desired_state=row.desired_state,
             created_timestamp=configs.aware(row.created_at),
@@ -227,4 +230,8 @@ def delete(ctx: AppContext, pipeline_id: str) -> PipelineOut:
         row = _find(s, pipeline_id)
         if row is not None:
             s.delete(row)
+            # Streams created with this pipelineId no longer point at anything.
+            s.execute(
+                sql_update(Source).where(Source.pipeline_id == pipeline_id).values(pipeline_id=None)
+            )
     return stopped
