@@ -9,7 +9,7 @@ import pytest
 from tideflow.engine.transforms.javascript import JavaScriptRunner
 from tideflow.engine.transforms.python_sandbox import CompileError, PythonRunner
 from tideflow.engine.transforms.records import Input, Output
-from tideflow.engine.transforms.runtime import Failure, Limits, Runner
+from tideflow.engine.transforms.runtime import Failure, Limits, Runner, output_of
 
 LIMITS = Limits(time_ms=300, memory_mb=64)
 ROW = Input({"id": 1, "t": "x"}, {"id": 1}, "public.items", 0)
@@ -143,3 +143,36 @@ def test_topic_fan_out_and_key() -> None:
     }
     [out] = JavaScriptRunner(code, LIMITS).run([ROW])
     assert out == Output({"id": 1, "t": "x"}, {"id": 1}, ("public.items", "public.items_copy"))
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["", "public.", ".items", [], ["public.a", ""], 3, ["public.a", None]],
+    ids=[
+        "empty",
+        "no-table",
+        "leading-dot",
+        "empty-list",
+        "empty-in-list",
+        "number",
+        "null-in-list",
+    ],
+)
+def test_bad_topic_names_fail_the_record(topic: object) -> None:
+    out = output_of({"id": 1}, None, topic)
+    assert isinstance(out, Failure) and "topic function" in out.message
+
+
+def test_topic_names_schema_optional() -> None:
+    assert output_of({"id": 1}, None, "items_eu") == Output({"id": 1}, None, ("items_eu",))
+    assert output_of({"id": 1}, None, ["a.b", "c"]) == Output({"id": 1}, None, ("a.b", "c"))
+
+
+def test_key_must_agree_with_the_value() -> None:
+    assert output_of({"id": 1}, {"id": 1, "shard": 2}, None) == Output(
+        {"id": 1}, {"id": 1, "shard": 2}
+    )
+    out = output_of({"id": 1}, {"id": 10}, None)
+    assert isinstance(out, Failure) and "id=10" in out.message and "id=1" in out.message
+    assert isinstance(output_of({"id": 1}, {}, None), Failure)
+    assert output_of(None, {"id": 10}, None) == Output(None, {"id": 10})  # dropped anyway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from tideflow.engine.transforms.records import Input, Output
 
@@ -46,15 +46,23 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
+def _is_name(v: object) -> TypeGuard[str]:
+    """``table`` or ``schema.table``: the table part (after the last dot) is not empty."""
+    return isinstance(v, str) and bool(v) and not v.endswith(".") and not v.startswith(".")
+
+
 def topics_of(value: object) -> tuple[str, ...] | Failure | None:
     """A topic function's result: a name, a list of names (fan out), or null (keep)."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if _is_name(value):
         return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+    if isinstance(value, list) and value and all(_is_name(v) for v in value):
         return tuple(value)
-    return Failure(f"the topic function must return a topic name or a list of names, not {value!r}")
+    return Failure(
+        "the topic function must return a topic name ('table' or 'schema.table') or a "
+        f"non-empty list of names, not {value!r}"
+    )
 
 
 def output_of(value: object, key: object, topic: object) -> Result:
@@ -65,8 +73,19 @@ def output_of(value: object, key: object, topic: object) -> Result:
         return topics
     if value is not None and not isinstance(value, dict):
         return Failure(f"the value function must return an object or null, not {value!r}")
-    if key is not None and not isinstance(key, dict):
-        return Failure(f"the key function must return an object, not {key!r}")
+    if key is not None:
+        if not isinstance(key, dict) or not key:
+            return Failure(f"the key function must return a non-empty object, not {key!r}")
+        if value is not None:
+            # A key field is a column of the row (the Postgres destination upserts on it, the
+            # Kafka key is read from it): the key cannot say something else than the value.
+            for name, v in key.items():
+                if name in value and value[name] != v:
+                    return Failure(
+                        f"the key function returned {name}={v!r} but the value has "
+                        f"{name}={value[name]!r}; a key field must equal the value's field "
+                        "(change the value too, or use another name)"
+                    )
     return Output(value, key, topics)
 
 
