@@ -5,6 +5,11 @@ here first: no statement separator, no comments, quotes and parentheses balanced
 quoting, and no keyword that writes or changes state. Connectors then compile it against the
 table (Postgres: ``EXPLAIN`` in a READ ONLY transaction) and chunk queries run READ ONLY, so a
 function with side effects fails instead of writing.
+
+MySQL lexes differently (backslash escapes inside strings, ``#`` comments, backtick-quoted
+identifiers), so MySQL sources also run :func:`check_mysql`, which reads the predicate the
+way MySQL does and refuses what could end a string or an identifier elsewhere than this
+module thinks.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ FORBIDDEN: Final = frozenset(
         "declare",
         "fetch",
     }
+)
+# MySQL functions that touch files or hold the connection (a filter runs on every chunk).
+FORBIDDEN_MYSQL: Final = FORBIDDEN | frozenset(
+    {"load_file", "outfile", "dumpfile", "sleep", "benchmark", "get_lock", "handler", "load"}
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 MAX_LENGTH: Final = 4000
@@ -122,3 +131,34 @@ def _skip_quoted(text: str, start: int, quote: str) -> int:
             return i + 1
         i += 1
     raise FilterError(f"the filter has an unterminated {quote} quote")
+
+
+def check_mysql(predicate: str) -> str:
+    """:func:`check`, then the same rules read with MySQL's lexing (see the module doc)."""
+    text = check(predicate)
+    if "\\" in text:
+        raise FilterError("the filter may not contain backslashes (MySQL string escapes)")
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"`":
+            end = text.find(ch, i + 1)
+            while end != -1 and end + 1 < n and text[end + 1] == ch:
+                end = text.find(ch, end + 2)  # a doubled quote escapes itself
+            if end == -1:
+                raise FilterError(f"the filter has an unterminated {ch} quote")
+            i = end + 1
+            continue
+        if ch in ";#":
+            raise FilterError(f"the filter may not contain {ch!r}")
+        if text.startswith("--", i) or text.startswith("/*", i) or text.startswith("*/", i):
+            raise FilterError("the filter may not contain comments")
+        if ch.isalpha() or ch == "_":
+            match = _WORD.match(text, i)
+            assert match is not None
+            if match.group(0).lower() in FORBIDDEN_MYSQL:
+                raise FilterError(f"the filter may not contain {match.group(0).upper()}")
+            i = match.end()
+            continue
+        i += 1
+    return text

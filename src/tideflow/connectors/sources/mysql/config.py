@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from typing import Literal
 
+from pydantic import field_validator
+
 from tideflow.connectors.config import ConnectorConfig, setting
 from tideflow.connectors.registry import ConnectorSpec, register
 
@@ -117,7 +119,20 @@ class MySQLSourceConfig(ConnectorConfig):
         None,
         key="signal.data.collection.schema.or.database",
         display_name="Signal table database",
-        description="Database holding the tideflow_signal table used for snapshot watermarks.",
+        description="Database holding the tideflow_signal table used for snapshot watermarks "
+        "(created when missing). Default: the first captured database.",
+    )
+    snapshot_chunk_size: int = setting(
+        10_000,
+        key="snapshot.chunk.size",
+        display_name="Snapshot chunk size",
+        description="Rows per snapshot chunk (one bounded query between two watermarks).",
+    )
+    snapshot_parallelism: int = setting(
+        2,
+        key="snapshot.parallelism",
+        display_name="Snapshot parallelism",
+        description="Connections reading snapshot chunks at the same time (per source).",
     )
     binary_handling_mode: Literal["bytes", "base64", "base64-url-safe", "hex"] = setting(
         "bytes",
@@ -137,6 +152,13 @@ class MySQLSourceConfig(ConnectorConfig):
         display_name="Connect timeout (s)",
         description="Seconds to wait for a connection before giving up.",
     )
+
+    @field_validator("snapshot_chunk_size", "snapshot_parallelism")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
 
     def tables(self) -> list[str]:
         return split_list(self.table_include)

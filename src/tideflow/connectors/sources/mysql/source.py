@@ -18,6 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,21 @@ from pymysqlreplication.row_event import (
 )
 
 from tideflow.connectors.base import Problem, Source
-from tideflow.connectors.sources.mysql import catalog, ddl, preflight, rowcodec, stream
+from tideflow.connectors.sources.mysql import catalog, ddl, preflight, rowcodec, signal, stream
 from tideflow.connectors.sources.mysql.config import MySQLSourceConfig
 from tideflow.connectors.sources.mysql.decoder import TableDecoder, build, schema_from_table_map
 from tideflow.connectors.sources.mysql.position import BinlogPosition, from_dict
 from tideflow.connectors.sources.mysql.schema_history import SchemaHistory
 from tideflow.connectors.sources.mysql.selection import Selection, column_filter
+from tideflow.connectors.sources.mysql.snapshot import MySQLChunkReader
 from tideflow.connectors.sources.mysql.tracker import SchemaTracker
+from tideflow.engine.snapshot.coordinator import Readers
 from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import ChangeEvent, Commit, Message, Op, Record, TableSchema
 
 log = logging.getLogger(__name__)
 
-SIGNAL_TABLE = "tideflow_signal"
+SIGNAL_TABLE = signal.TABLE
 HEARTBEAT_TABLE = "tideflow_heartbeat"
 _TXN_END_QUERIES = ("COMMIT", "ROLLBACK")
 
@@ -81,6 +84,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
         self.server_id = config.effective_server_id()
         self.state_dir = state_dir if state_dir is not None else default_state_dir(name)
         self._keep = column_filter(config)
+        self._signal_db = signal.database(config)  # its inserts are watermarks, not data
         self._ctl: pymysql.connections.Connection[Any] | None = None
         self._reader: BinLogStreamReader | None = None
         self._history: SchemaHistory | None = None
@@ -123,7 +127,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
                 stream.create_heartbeat_table(ctl, cfg.heartbeat_schema, HEARTBEAT_TABLE)
         except pymysql.err.MySQLError as exc:
             raise catalog.map_error(exc, f"cannot start reading {catalog.describe(cfg)}") from exc
-        extra = frozenset(s for s in (cfg.signal_schema, cfg.heartbeat_schema) if s)
+        extra = frozenset(s for s in (self._signal_db, cfg.heartbeat_schema) if s)
         self._reader = stream.open_reader(
             cfg, plan, self.server_id, selection.schemas | extra, name=self.name
         )
@@ -201,7 +205,14 @@ class MySQLSource(Source[MySQLSourceConfig]):
         finally:
             if conn is not self._ctl:
                 conn.close()
-        return [f"{d}.{t}" for d, t in found]
+        return [f"{d}.{t}" for d, t in found if (d, t) != (self._signal_db, SIGNAL_TABLE)]
+
+    def snapshot_readers(self) -> Readers:
+        """Chunk readers for the snapshot engine, each with its own plain connection."""
+        cfg = self.config
+        return Readers(
+            partial(MySQLChunkReader, cfg), cfg.snapshot_chunk_size, cfg.snapshot_parallelism
+        )
 
     def _handle(self, ev: Any) -> None:
         # Ordered by frequency: rows events dominate a busy stream.
@@ -305,7 +316,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
         assert self._selection is not None and self._tracker is not None
         key = (ev.schema, ev.table)
         mode = self.config.binary_handling_mode
-        if self.config.signal_schema and key == (self.config.signal_schema, SIGNAL_TABLE):
+        if self._signal_db and key == (self._signal_db, SIGNAL_TABLE):
             signal = build(schema_from_table_map(*key, ev.columns, mode), ev.columns, mode, None)
             signal.captured = False
             self._decoders[ev.table_id] = signal
