@@ -50,7 +50,7 @@ def topic_id(source_id: str, name: str) -> str:
     return f"{TOPIC_PREFIX}{source_id}.{name}"
 
 
-def _check_topics(config: dict[str, Any]) -> None:
+def check_topics(config: dict[str, Any]) -> None:
     for name in topic_names(config):
         if len(name) > MAX_TOPIC_NAME:
             key = next(k for k in TOPIC_KEYS if isinstance(config.get(k), str))
@@ -60,7 +60,7 @@ def _check_topics(config: dict[str, Any]) -> None:
             )
 
 
-def _sync_topics(session: Session, source: Source) -> list[str]:
+def sync_topics(session: Session, source: Source) -> list[str]:
     """Add topics for newly included tables, remove those no longer included; return the
     names added."""
     wanted = {topic_id(source.id, n): n for n in topic_names(source.config)}
@@ -79,6 +79,7 @@ def _sync_topics(session: Session, source: Source) -> list[str]:
 def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) -> list[SourceOut]:
     reported = configs.statuses(session, (f"source:{r.id}" for r in rows))
     messages = configs.status_messages(session, (f"source:{r.id}" for r in rows))
+    workers = configs.workers(session, (f"source:{r.id}" for r in rows))
     out = []
     for row in rows:
         names = topic_names(row.config)
@@ -92,6 +93,7 @@ def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) 
                     row.desired_state, reported.get(f"source:{row.id}")
                 ),
                 connector_status_message=messages.get(f"source:{row.id}"),
+                worker_id=workers.get(f"source:{row.id}"),
                 health=metrics_service.health_in(session, f"source:{row.id}"),
                 desired_state=row.desired_state,
                 created_timestamp=configs.aware(row.created_at),
@@ -108,11 +110,12 @@ def _one(session: Session, box: SecretBox, row: Source, reveal: bool) -> SourceO
     return present(session, box, [row], reveal)[0]
 
 
-_named = Named(Source, "source")
-_find = _named.find
-_require = _named.require
-_check_name_free = _named.check_name_free
-_flush = _named.flush
+# Public: the streams API creates the same Source rows and shares these checks.
+NAMED = Named(Source, "source")
+_find = NAMED.find
+_require = NAMED.require
+check_name_free = NAMED.check_name_free
+flush_named = NAMED.flush
 
 
 def list_(ctx: AppContext, params: ListParams, *, reveal: bool) -> Page[SourceOut]:
@@ -132,10 +135,10 @@ def get(ctx: AppContext, source_id: str, *, reveal: bool) -> Page[SourceOut]:
 
 def create(ctx: AppContext, body: SourceIn, *, reveal: bool) -> SourceOut:
     _, sealed = configs.checked_config("source", body.connector, body.config, ctx.secrets)
-    _check_topics(body.config)
+    check_topics(body.config)
     with ctx.store.session() as s:
         configs.check_tags(s, body.tags or [])
-        _check_name_free(s, body.name)
+        check_name_free(s, body.name)
         row = Source(
             id=new_id(),
             stream_id=new_stream_id(),
@@ -148,8 +151,8 @@ def create(ctx: AppContext, body: SourceIn, *, reveal: bool) -> SourceOut:
             tags=list(body.tags or []),
         )
         s.add(row)
-        _flush(s, body.name)
-        _sync_topics(s, row)
+        flush_named(s, body.name)
+        sync_topics(s, row)
         s.flush()
         return _one(s, ctx.secrets, row, reveal)
 
@@ -166,17 +169,17 @@ def update(ctx: AppContext, source_id: str, body: SourceIn, *, reveal: bool) -> 
         _, sealed = configs.checked_config(
             "source", body.connector, body.config, ctx.secrets, previous=row.config
         )
-        _check_topics(body.config)
+        check_topics(body.config)
         if body.tags is not None:
             configs.check_tags(s, body.tags)
             row.tags = list(body.tags)
-        _check_name_free(s, body.name, own_id=row.id)
+        check_name_free(s, body.name, own_id=row.id)
         row.name = body.name
         row.config = sealed
         if "created_from" in body.model_fields_set:
             row.created_from = body.created_from
-        _flush(s, body.name)
-        added = _sync_topics(s, row)
+        flush_named(s, body.name)
+        added = sync_topics(s, row)
         # Tables added to a running source: backfill them for snapshot_new_tables pipelines.
         from tideflow.control.resources.snapshots import service as snapshots
 

@@ -127,6 +127,7 @@ def to_resource(
             "connection_id": row.connection_id,
             "status": status,
             "status_message": message,
+            "worker_id": (reported.worker or None) if reported is not None else None,
             "desired_state": row.desired_state,
             "config": mapping.shown_config(source_type, shown, _hidden_keys(s, row)),
             "topics": sources.topic_names(row.config or {}),
@@ -230,12 +231,12 @@ def create(ctx: AppContext, body: StreamCreate) -> dict[str, Any]:
         config.update(mapping.stream_config(body.source_type, body.config))
         try:
             _, sealed = configs.checked_config("source", spec.code, config, ctx.secrets)
-            sources._check_topics(config)
+            sources.check_topics(config)
         except Invalid as exc:
             raise Invalid(
                 mapping.friendly(exc.message, body.source_type, model_keys), code=exc.code
             ) from None
-        sources._check_name_free(s, body.name)
+        sources.check_name_free(s, body.name)
         row = Source(
             id=new_id(),
             stream_id=new_stream_id(),
@@ -250,8 +251,8 @@ def create(ctx: AppContext, body: StreamCreate) -> dict[str, Any]:
             started=False,
         )
         s.add(row)
-        sources._flush(s, body.name)
-        sources._sync_topics(s, row)
+        sources.flush_named(s, body.name)
+        sources.sync_topics(s, row)
         s.flush()
         return to_resource(s, ctx, row, None)
 
