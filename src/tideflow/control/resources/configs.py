@@ -120,6 +120,17 @@ def status_messages(session: Session, units: Iterable[str]) -> dict[str, str]:
     return {unit: message for unit, message in rows if message}
 
 
+def workers(session: Session, units: Iterable[str]) -> dict[str, str]:
+    """The worker that last reported each unit (cluster mode: the one holding its lease)."""
+    wanted = list(units)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(UnitStatus.unit, UnitStatus.worker).where(UnitStatus.unit.in_(wanted))
+    )
+    return {unit: worker for unit, worker in rows if worker}
+
+
 def derived_status(desired_state: str, reported: str | None) -> str:
     """What to show as ``connector_status``: the runtime's report when there is one,
     otherwise what the desired state honestly implies."""

@@ -45,6 +45,12 @@ class SourceOut(BaseModel):
         description="Why the runtime reports this status (the error of a Broken unit, the "
         "retry reason of a Starting one); null when there is nothing to say.",
     )
+    worker_id: str | None = Field(
+        None,
+        description="The worker running this unit: the lease holder in cluster mode, `embedded` in "
+        "single-process mode; null while the unit moves between workers or before a "
+        "worker took it.",
+    )
     desired_state: DesiredState
     created_timestamp: datetime
     tags: list[str]

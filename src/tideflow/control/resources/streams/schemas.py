@@ -54,6 +54,12 @@ class StreamAttributes(BaseModel):
     status_message: str | None = Field(
         description="The runtime's message: why the stream is in error, or what it is retrying."
     )
+    worker_id: str | None = Field(
+        None,
+        description="The worker running this unit: the lease holder in cluster mode, `embedded` in "
+        "single-process mode; null while the unit moves between workers or before a "
+        "worker took it.",
+    )
     desired_state: str
     config: dict[str, Any]
     topics: list[str]

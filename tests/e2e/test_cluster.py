@@ -1,0 +1,386 @@
+"""Cluster mode end to end: an API process and three `tideflow worker` processes on a
+Postgres metadata store, three Postgres sources (each → Postgres, one also → Parquet) under
+load; workers are killed (SIGKILL), frozen past their lease (SIGSTOP), brought back and
+drained. At the end every destination equals its source (checksums), every takeover happened
+within the default bound, and the store shows that no checkpoint was ever written by a worker
+that did not hold the lease (an audit trigger compares each write's generation with the
+lease's at that instant).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.test_pg_pipeline import fold_parquet, source_ids_and_t
+from tests.support import api, pg, workload
+from tests.support.server import Server, wait_until
+
+pytestmark = pytest.mark.integration
+
+SECRET = "cluster-test-secret-key"
+TAKEOVER_BOUND = 15.0  # seconds: the documented default (lease TTL 10 s + heartbeat 2 s)
+SOURCES = 3
+
+AUDIT = """
+CREATE TABLE checkpoint_audit (
+    id bigserial PRIMARY KEY,
+    unit text NOT NULL,
+    generation bigint NOT NULL,
+    lease_owner text,
+    lease_generation bigint,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE FUNCTION audit_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE o text; g bigint;
+BEGIN
+    SELECT l.owner, l.generation INTO o, g
+    FROM pipelines p JOIN leases l ON l.kind = 'source' AND l.unit_id = p.source_id
+    WHERE 'pipeline:' || p.id = split_part(NEW.unit, '/', 1);
+    INSERT INTO checkpoint_audit (unit, generation, lease_owner, lease_generation)
+    VALUES (NEW.unit, NEW.generation, o, g);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER checkpoint_audit AFTER INSERT OR UPDATE ON checkpoints
+FOR EACH ROW EXECUTE FUNCTION audit_checkpoint();
+"""
+
+
+@dataclass
+class WorkerProc:
+    worker_id: str
+    data_dir: Path
+    database_url: str
+    proc: subprocess.Popen[bytes] | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self) -> WorkerProc:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.data_dir / f"worker-{len(self.logs)}.log"
+        self.logs.append(log_path)
+        env = {
+            **os.environ,
+            "TIDEFLOW_SECRET_KEY": SECRET,
+            "TIDEFLOW_LOG_LEVEL": "INFO",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "tideflow.cli.main",
+            "worker",
+            "--id",
+            self.worker_id,
+            "--database-url",
+            self.database_url,
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def tail(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs if p.exists())
+
+
+@dataclass
+class Cluster:
+    meta: str
+    api: Server
+    workers: dict[str, WorkerProc]
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(pg.dsn(self.meta), autocommit=True) as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    def owner(self, source_id: str) -> tuple[str, int]:
+        rows = self.query(
+            "SELECT owner, generation FROM leases WHERE kind = 'source' AND unit_id = %s",
+            source_id,
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else ("", 0)
+
+    def held_by(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for owner, unit in self.query(
+            "SELECT owner, unit_id FROM leases WHERE kind = 'source' AND expires_at > now()"
+        ):
+            out.setdefault(owner, []).append(unit)
+        return out
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    meta = pg.create_database("tfmeta")
+    url = pg.url(meta)
+    srv = Server(
+        tmp_path / "api", database_url=url, worker=False, extra_env={"TIDEFLOW_SECRET_KEY": SECRET}
+    )
+    workers = {
+        w: WorkerProc(w, tmp_path / w, url) for w in ("w1", "w2", "w3")
+    }  # fmt: skip
+    try:
+        srv.start()
+        with psycopg.connect(pg.dsn(meta), autocommit=True) as conn:
+            conn.execute(AUDIT)
+        for w in workers.values():
+            w.start()
+        yield Cluster(meta, srv, workers)
+    finally:
+        for w in workers.values():
+            w.stop()
+        srv.stop()
+        pg.drop_database(meta)
+
+
+@pytest.fixture
+def databases() -> Iterator[list[tuple[str, str]]]:
+    made: list[str] = []
+    pairs = []
+    try:
+        for _ in range(SOURCES):
+            src, dst = pg.create_database("src"), pg.create_database("dst")
+            made += [src, dst]
+            workload.create_schema(src)
+            pairs.append((src, dst))
+        yield pairs
+    finally:
+        for name in made:
+            pg.drop_database(name)
+
+
+def unit_view(c: Any, kind: str, unit_id: str) -> tuple[str, str | None]:
+    r = c.get(f"/{kind}/{unit_id}")
+    r.raise_for_status()
+    row = r.json()["result"][0]
+    return str(row["connector_status"]), row.get("worker_id")
+
+
+def create_pipelines(
+    cluster: Cluster, pairs: list[tuple[str, str]], files: Path
+) -> tuple[list[str], list[str]]:
+    sources, pipelines = [], []
+    with cluster.api.client() as c:
+        for i, (src, dst) in enumerate(pairs):
+            source = api.create(
+                c,
+                "/sources",
+                {
+                    "name": api.unique("src"),
+                    "connector": "postgresql",
+                    "config": api.pg_source_config(src),
+                },
+            )
+            dest = api.create(
+                c,
+                "/destinations",
+                {
+                    "name": api.unique("dst"),
+                    "connector": "postgresql",
+                    "config": api.pg_destination_config(dst),
+                },
+            )
+            sources.append(source["id"])
+            pipelines.append(api.create_pipeline(c, source, dest)["id"])
+            if i == 0:
+                fdest = api.create(
+                    c,
+                    "/destinations",
+                    {
+                        "name": api.unique("files"),
+                        "connector": "files",
+                        "config": {
+                            "path.user.defined": str(files),
+                            "format.user.defined": "parquet",
+                        },
+                    },
+                )
+                pipelines.append(api.create_pipeline(c, source, fdest)["id"])
+        for pid in pipelines:
+            api.wait_status(c, "pipelines", pid, "Active", timeout=120)
+    return sources, pipelines
+
+
+def takeover_after(cluster: Cluster, source_id: str, generation: int, since: datetime) -> float:
+    """Seconds from ``since`` (a kill) to the takeover of the unit past ``generation``."""
+    rows = wait_until(
+        lambda: cluster.query(
+            "SELECT at, owner FROM lease_events WHERE kind = 'source' AND unit_id = %s "
+            "AND generation > %s AND event IN ('takeover', 'acquired') ORDER BY id LIMIT 1",
+            source_id,
+            generation,
+        ),
+        TAKEOVER_BOUND + 30,
+        interval=0.2,
+        what=f"takeover of {source_id}",
+    )
+    at: datetime = rows[0][0]
+    return (at - since).total_seconds()
+
+
+def db_now(cluster: Cluster) -> datetime:
+    now: datetime = cluster.query("SELECT clock_timestamp()")[0][0]
+    return now
+
+
+def test_failover_rebalance_fencing_and_drain(
+    cluster: Cluster, databases: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    files = tmp_path / "lake"
+    sources, pipelines = create_pipelines(cluster, databases, files)
+    wait_until(
+        lambda: sorted(len(v) for v in cluster.held_by().values()) == [1, 1, 1],
+        60,
+        what="one source per worker",
+    )
+    with cluster.api.client() as c:
+        shown = {unit_view(c, "sources", s)[1] for s in sources}
+        assert shown == {"w1", "w2", "w3"}, shown
+        streams = c.get("/api/streams").json()["data"]
+        assert {s["attributes"]["worker_id"] for s in streams} == {"w1", "w2", "w3"}
+
+    stop_load = threading.Event()
+    loads = [
+        threading.Thread(target=_load, args=(src, stop_load), daemon=True) for src, _ in databases
+    ]
+    for t in loads:
+        t.start()
+    takeovers: list[float] = []
+    try:
+        # 1. SIGKILL the worker of the first source, then 2. the worker of another one.
+        killed = []
+        for source_id in sources[:2]:
+            owner, generation = cluster.owner(source_id)
+            killed.append(owner)
+            cluster.workers[owner].kill9()
+            took = takeover_after(cluster, source_id, generation, db_now(cluster))
+            takeovers.append(took)
+            new_owner, _ = cluster.owner(source_id)
+            assert new_owner not in killed
+            with cluster.api.client() as c:
+                wait_until(
+                    lambda sid=source_id, w=new_owner: (
+                        unit_view(c, "sources", sid) == ("Active", w)
+                    ),
+                    60,
+                    what=f"source {source_id} Active on {new_owner}",
+                )
+        # 3. Both come back (same ids) and get their share again.
+        for w in killed:
+            cluster.workers[w].start()
+        wait_until(
+            lambda: sorted(len(v) for v in cluster.held_by().values()) == [1, 1, 1],
+            90,
+            what="rebalanced: one source per worker",
+        )
+        # 4. A worker frozen past its lease wakes up fenced: it loses the unit, writes nothing.
+        frozen_source = sources[2]
+        frozen, generation = cluster.owner(frozen_source)
+        cluster.workers[frozen].signal(signal.SIGSTOP)
+        since = db_now(cluster)
+        takeovers.append(takeover_after(cluster, frozen_source, generation, since))
+        cluster.workers[frozen].signal(signal.SIGCONT)
+        wait_until(
+            lambda: cluster.query(
+                "SELECT 1 FROM lease_events WHERE event = 'lost' AND owner = %s AND unit_id = %s",
+                frozen,
+                frozen_source,
+            ),
+            30,
+            what=f"{frozen} to notice it lost {frozen_source}",
+        )
+        # 5. Drain one worker: its units move without loss and the process exits.
+        victim = next(iter(cluster.held_by()))
+        drained = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tideflow.cli.main",
+                "worker",
+                "drain",
+                victim,
+                "--database-url",
+                pg.url(cluster.meta),
+                "--timeout",
+                "90",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert drained.returncode == 0, drained.stderr
+        proc = cluster.workers[victim].proc
+        assert proc is not None and proc.wait(30) == 0
+        assert victim not in cluster.held_by()
+    finally:
+        stop_load.set()
+        for t in loads:
+            t.join()
+
+    with cluster.api.client() as c:
+        for pid in pipelines:
+            api.wait_status(c, "pipelines", pid, "Active", timeout=90)
+    for src, dst in databases:
+        expected = workload.checksum(src)
+        wait_until(
+            lambda d=dst, e=expected: workload.checksum(d) == e,
+            180,
+            interval=1,
+            what=f"{dst} to equal {src} {expected}",
+        )
+    expected_t = source_ids_and_t(databases[0][0])
+    wait_until(
+        lambda: {k: v["t"] for k, v in fold_parquet(files).items()} == expected_t,
+        90,
+        what="parquet to fold to the first source table",
+    )
+
+    assert takeovers and max(takeovers) <= TAKEOVER_BOUND, takeovers
+    audit = cluster.query(
+        "SELECT unit, generation, lease_owner, lease_generation FROM checkpoint_audit"
+    )
+    assert audit, "no checkpoint was written at all"
+    fenced = [r for r in audit if r[2] in (None, "") or r[1] != r[3]]
+    assert fenced == [], fenced[:5]
+    # The store also records how long each unit went without an owner.
+    gaps = cluster.query(
+        "SELECT extract(epoch FROM at - previous_renewed_at) FROM lease_events "
+        "WHERE event = 'takeover' AND previous_renewed_at IS NOT NULL"
+    )
+    assert gaps and max(float(g[0]) for g in gaps) <= TAKEOVER_BOUND, gaps
+    print(f"takeover seconds after kill/freeze: {[round(t, 1) for t in takeovers]}")
+    print(f"lease gaps in the store: {sorted(round(float(g[0]), 1) for g in gaps)}")
+
+
+def _load(dbname: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        workload.run_pgbench(dbname, seconds=3, clients=1, rate=40)
