@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select, text
 
 from tests.support import pg
 from tideflow.engine.checkpoints import Checkpoints, Saved
-from tideflow.engine.cluster.leases import SOURCE, ClusterConfig, Leases
+from tideflow.engine.cluster.leases import SOURCE, ClusterConfig, Leases, live_workers
 from tideflow.engine.errors import Fenced
 from tideflow.store.db import Store
 from tideflow.store.models.cluster import LeaseEvent
@@ -115,3 +115,7 @@ def test_heartbeat_reports_a_drain_request_and_liveness_follows_the_ttl(store: S
     a.set_state("active")
     time.sleep(0.6)
     assert a.overview().live_workers == frozenset()
+    # `tideflow serve` refuses its embedded worker while cluster workers heartbeat
+    assert live_workers(store) == ["a"]
+    a.set_state("stopped")
+    assert live_workers(store) == []

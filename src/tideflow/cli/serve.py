@@ -35,7 +35,20 @@ def serve(
 
     runtime = None
     if worker:
+        from tideflow.engine.cluster.leases import live_workers
         from tideflow.engine.worker import Worker
+
+        cluster = live_workers(ctx.store)
+        if cluster:
+            # The embedded worker runs every unit without leases: next to cluster workers it
+            # would run units twice.
+            typer.echo(
+                f"error: cluster workers ({', '.join(cluster)}) run the units of this metadata "
+                "store; start the API with --no-worker (or drain them first: "
+                "tideflow worker drain ID)",
+                err=True,
+            )
+            raise typer.Exit(2)
 
         runtime = Worker(ctx.store, ctx.secrets, worker_id="embedded")
         runtime.start()

@@ -259,6 +259,14 @@ def mark_moving(s: Session, units: list[str], previous_owner: str, message: str)
     )
 
 
+def live_workers(store: Store, within: timedelta = timedelta(seconds=60)) -> list[str]:
+    """Cluster workers that heartbeated within ``within`` and take units."""
+    with store.session() as s:
+        now = db_now(s)
+        rows = s.scalars(select(WorkerRow).where(WorkerRow.state != STOPPED)).all()
+        return sorted(w.id for w in rows if aware(w.last_seen) + within > now)
+
+
 def set_worker_state(store: Store, worker_id: str, state: str) -> bool:
     with store.session() as s:
         row = s.get(WorkerRow, worker_id, with_for_update=True)
