@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tideflow.engine.transforms import builtins
+from tideflow.engine.transforms.enrich import EnrichRunner
 from tideflow.engine.transforms.javascript import CompileError as JsCompileError
 from tideflow.engine.transforms.javascript import JavaScriptRunner
 from tideflow.engine.transforms.python_sandbox import CompileError as PyCompileError
@@ -40,7 +41,9 @@ class _Step:
         self.spec = spec
         self.ops = builtins.compile_ops(list(spec.builtin))
         self.runner: Runner | None = None
-        if spec.code:
+        if spec.enrich is not None:
+            self.runner = EnrichRunner(spec.enrich)
+        elif spec.code:
             code = dict(spec.code)
             try:
                 if spec.language == "Python":

@@ -1,8 +1,9 @@
 """Which transforms a pipeline runs: resolved from the metadata store by the planner.
 
-Only the version deployed live (``deploy-job-live/{version}``) runs. Types without an engine
-here (``enrich``, ``rollup``, ``sql_join``) and transforms never deployed live make the pipeline
-Broken with a message saying so, rather than letting records through untransformed.
+Only the version deployed live (``deploy-job-live/{version}``) runs; builtin-only and
+``enrich`` transforms run from their config. Types without an engine here (``rollup``,
+``sql_join``) and code transforms never deployed live make the pipeline Broken with a message
+saying so, rather than letting records through untransformed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tideflow.engine.transforms import builtins
+from tideflow.engine.transforms import builtins, enrich
 from tideflow.engine.transforms.runtime import CODE_FIELDS, Limits
 from tideflow.errors import Invalid
 
-RUNNABLE = frozenset({"map_filter", "topic_router", "fan_out"})
+RUNNABLE = frozenset({"map_filter", "topic_router", "fan_out", "enrich"})
 BUILTIN_KEY = "transforms.builtin"
 TIME_KEY = "transforms.limits.time.ms"
 MEMORY_KEY = "transforms.limits.memory.mb"
@@ -29,11 +30,14 @@ class TransformSpec:
     kind: str
     language: str  # "JavaScript" | "Python"
     version: int
-    code: tuple[tuple[str, str], ...]  # (field, source) pairs with code
+    # (field, source) pairs with code; for enrich, ("enrich", its settings as JSON), so that
+    # a config change changes the spec (and the pipeline restarts with it)
+    code: tuple[tuple[str, str], ...]
     builtin: tuple[Any, ...]
     pattern: str | None  # transforms.input.topic.pattern
     topics: frozenset[str] | None  # the pipeline's per-topic assignment, schema.table
     limits: Limits
+    enrich: enrich.EnrichConfig | None = None
 
     def applies_to(self, topic: str) -> bool:
         if self.topics is not None:
@@ -75,7 +79,7 @@ def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -
             raise Unrunnable(f"transform '{name}' live version {version} does not exist")
         impl = dict(entry.get("implementation") or {})
         config.update(entry.get("config") or {})
-    elif not config.get(BUILTIN_KEY):
+    elif not config.get(BUILTIN_KEY) and row.transform != "enrich":
         raise Unrunnable(
             f"transform '{name}' has no live version; deploy one with "
             f"PUT /transforms/{row.id}/deploy-job-live/{{version}}"
@@ -88,6 +92,13 @@ def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -
     language = str(impl.get("language") or config.get("transforms.language") or "JavaScript")
     language = "Python" if language.lower() == "python" else "JavaScript"
     code = tuple((f, str(impl[f])) for f in CODE_FIELDS if impl.get(f))
+    lookup = None
+    if row.transform == "enrich":
+        try:
+            lookup = enrich.parse(config)
+        except Invalid as exc:
+            raise Unrunnable(f"transform '{name}': {exc.message}") from None
+        code = (("enrich", enrich.canonical(config)),)
     pattern = config.get("transforms.input.topic.pattern")
     return TransformSpec(
         id=row.id,
@@ -100,6 +111,7 @@ def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -
         pattern=pattern if isinstance(pattern, str) and pattern else None,
         topics=topics,
         limits=Limits(_int(config, TIME_KEY, 1000), _int(config, MEMORY_KEY, 128)),
+        enrich=lookup,
     )
 
 

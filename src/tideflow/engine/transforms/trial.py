@@ -77,11 +77,15 @@ def run(
     builtin: Sequence[Any],
     limits: Limits,
     samples: Sequence[Input],
+    runner: Runner | None = None,
 ) -> list[Outcome]:
     """One outcome per sample, in order. Raises :class:`CodeError` on the first failure and
-    :class:`tideflow.errors.Invalid` for bad builtin operations."""
+    :class:`tideflow.errors.Invalid` for bad builtin operations.
+
+    ``runner`` (e.g. an enrich lookup) replaces ``code``; it is closed here."""
     ops = builtins.compile_ops(list(builtin))
-    runner = load(language, code, limits)
+    if runner is None:
+        runner = load(language, code, limits)
     try:
         pending: list[int] = []
         inputs: list[Input] = []

@@ -14,11 +14,14 @@ import ast
 import re
 from typing import Any
 
+from tideflow.engine.transforms import enrich
 from tideflow.errors import Invalid
 
 LANGUAGES = ("Python", "JavaScript")
 # SQL-based transforms describe tables and queries rather than functions.
 SQL_TYPES = frozenset({"enrich", "sql_join", "rollup"})
+SECRET_KEYS = frozenset({"transforms.enrich.password"})
+MASK = "********"
 PATTERN_KEYS = ("transforms.input.topic.pattern", "transforms.output.topic.pattern")
 
 ENTRY_POINTS = {
@@ -52,7 +55,26 @@ def check_config(transform_type: str, config: dict[str, Any]) -> str:
     for key in PATTERN_KEYS:
         if key in config:
             check_pattern(key, config[key])
+    if transform_type == "enrich":
+        # Keys present must be valid; missing ones are reported when a pipeline runs it.
+        enrich.parse(config, complete=False)
     return name.strip()
+
+
+def masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``config`` as shown by the API: secrets replaced by :data:`MASK`."""
+    if not config or not any(k in config for k in SECRET_KEYS):
+        return config
+    return {k: MASK if k in SECRET_KEYS and config[k] is not None else v for k, v in config.items()}
+
+
+def unmasked(config: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A config sent back with a secret as :data:`MASK` keeps the stored secret."""
+    out = dict(config)
+    for k in SECRET_KEYS:
+        if out.get(k) == MASK and stored and k in stored:
+            out[k] = stored[k]
+    return out
 
 
 def check_pattern(key: str, pattern: Any) -> re.Pattern[str]:

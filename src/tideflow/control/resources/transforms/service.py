@@ -30,15 +30,18 @@ from tideflow.control.resources.transforms.schemas import (
 )
 from tideflow.engine.transforms import spec as transform_spec
 from tideflow.engine.transforms import trial
+from tideflow.engine.transforms.enrich import EnrichRunner
 from tideflow.engine.transforms.spec import RUNNABLE
-from tideflow.errors import Conflict, Invalid, NotFound
+from tideflow.errors import Conflict, Invalid, NotFound, TerminalError
 from tideflow.ids import new_id
 from tideflow.store.models.resources import Pipeline, Topic, Transform
 
 NOT_RUNNING_MESSAGE = (
     "Not running: no Active pipeline executes this transform. Pipelines run the version "
-    "deployed live; enrich, rollup and sql_join transforms are stored but not executed."
+    "deployed live; rollup and sql_join transforms are stored but not executed."
 )
+# Types stored for API compatibility that this release cannot execute.
+NOT_EXECUTABLE = frozenset({"rollup", "sql_join"})
 # Version ids clients send to mean "the latest saved version".
 LATEST_ALIASES = frozenset({"no-version", "latest", "0"})
 
@@ -87,7 +90,7 @@ def to_dict(s: Session, t: Transform) -> dict[str, Any]:
         "transform": t.transform,
         "transform_type": t.transform,
         "status": status_of(t),
-        "config": t.config,
+        "config": code.masked(t.config),
         "implementation": impl["implementation"] if impl else None,
         "version": latest,
         "preview_version": t.preview_version,
@@ -146,6 +149,7 @@ def update(ctx: AppContext, body: TransformUpdate) -> dict[str, Any]:
         with ctx.store.session() as s:
             t = _get(s, body.id)
             kind = body.transform or t.transform
+            body.config = code.unmasked(body.config, t.config)
             name = code.check_config(kind, body.config)
             if name != t.name:
                 _check_unique(s, name)
@@ -199,8 +203,9 @@ def save_implementation(
 ) -> dict[str, Any]:
     with ctx.store.session() as s:
         t = _get(s, transform_id)
-        config = body.config if body.config is not None else t.config
+        config = code.unmasked(body.config, t.config) if body.config is not None else t.config
         if body.config is not None:
+            body.config = config
             code.check_config(t.transform, body.config)
         code.check_implementation(
             t.transform, config.get("transforms.language"), body.implementation
@@ -215,6 +220,13 @@ def deploy(
 ) -> dict[str, Any]:
     with ctx.store.session() as s:
         t = _get(s, transform_id)
+        if t.transform in NOT_EXECUTABLE:
+            raise Invalid(
+                f"transform '{t.name}' is of type {t.transform}, which this release stores but "
+                f"cannot execute (executable: {', '.join(sorted(RUNNABLE))}); it cannot be "
+                "deployed",
+                code="not_implemented",
+            )
         latest = _latest(t)
         if version_id in LATEST_ALIASES:
             if latest == 0:
@@ -264,7 +276,11 @@ def _running_pipelines(s: Session, t: Transform) -> list[str]:
 def job_status(ctx: AppContext, transform_id: str) -> dict[str, Any]:
     with ctx.store.session() as s:
         t = _get(s, transform_id)
-        runnable = bool(t.live_version or (t.config or {}).get("transforms.builtin"))
+        runnable = bool(
+            t.live_version
+            or (t.config or {}).get("transforms.builtin")
+            or t.transform == "enrich"  # runs from its config
+        )
         running = runnable and t.transform in RUNNABLE and bool(_running_pipelines(s, t))
         if running:
             return {
@@ -305,7 +321,15 @@ def test(ctx: AppContext, transform_id: str, body: TransformTest) -> dict[str, A
         except transform_spec.Unrunnable as exc:
             raise Invalid(str(exc), code="not_runnable") from None
     samples = [trial.sample(r.model_dump(), r.topic) for r in body.records]
-    outcomes = trial.run(spec.language, dict(spec.code), spec.builtin, spec.limits, samples)
+    if spec.enrich is not None:
+        try:
+            outcomes = trial.run(
+                spec.language, {}, spec.builtin, spec.limits, samples, EnrichRunner(spec.enrich)
+            )
+        except TerminalError as exc:  # the lookup table is missing or unreachable
+            raise Invalid(exc.message, code="enrich_lookup") from None
+    else:
+        outcomes = trial.run(spec.language, dict(spec.code), spec.builtin, spec.limits, samples)
     return {
         "transform_id": spec.id,
         "version": version,
@@ -354,7 +378,7 @@ def _version_out(t: Transform, version: str) -> dict[str, Any]:
         "version_id": version,
         "description": v.get("description"),
         "implementation": v["implementation"],
-        "config": v.get("config"),
+        "config": code.masked(v.get("config")),
         "created_at": v["created_at"],
     }
 
