@@ -118,7 +118,7 @@ class Keeper:
 
     def checkpoints(self, source_id: str) -> Checkpoints:
         with self._lock:
-            generation = self._held[source_id]
+            generation = self._held.get(source_id, -1)  # lost meanwhile: every write is fenced
         fence = self.leases.fence(
             SOURCE, source_id, generation, lambda: self._lose(source_id, generation, "fenced")
         )
