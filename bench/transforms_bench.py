@@ -4,18 +4,25 @@ trivial Python map_filter, through a live `tideflow serve` (reuses :class:`bench
 Each figure is end to end and only reported once the destination holds every row. Target: each
 transform run keeps at least 50% of the untransformed throughput.
 
+Wall-clock throughput swings with the machine's load, so each run also reports the CPU time per
+row of the server and its child processes (the Python sandbox worker): that figure barely moves
+with other processes' load and gives the like-for-like cost of a transform. The load average is
+printed with the figures.
+
     .venv/bin/python -m bench.transforms_bench --rows 200000 [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from tests.support import api
 
 from bench.run import Bench
@@ -31,10 +38,28 @@ PY = """def _streamkap_transform(valueObject, keyObject, topic, timestamp):
 TARGET = 0.5
 
 
+def _children_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class TransformBench(Bench):
     """:class:`Bench` whose pipelines run the transforms listed in ``transforms`` (ids)."""
 
     transforms: list[str] = []
+
+    def drain(self, source: dict[str, Any], src: str, done: Any) -> float:
+        """As :meth:`Bench.drain`; ``cpu_us_per_row`` also counts the server's children."""
+        assert self.server.proc is not None
+        proc = psutil.Process(self.server.proc.pid)
+        before = _children_cpu(proc)
+        rate = super().drain(source, src, done)
+        self.cpu_us_per_row += round((_children_cpu(proc) - before) / self.rows * 1e6, 2)
+        return rate
 
     def pipeline(self, src: str, destination: dict[str, Any]) -> dict[str, Any]:
         c = self.client
@@ -100,6 +125,7 @@ def main() -> None:
     work = Path(os.environ.get("TIDEFLOW_BENCH_DIR", "/tmp/tideflow-bench")) / str(time.time_ns())
     bench = TransformBench(args.rows, work)
     runs: dict[str, list[float]] = {"none": [], "javascript": [], "python": []}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     try:
         ids: dict[str, list[str]] = {
             "none": [],
@@ -111,17 +137,30 @@ def main() -> None:
                 bench.transforms = ids[name]
                 rate = bench.to_postgres()
                 runs[name].append(rate)
-                print(f"Postgres → Postgres, {name:<10}: {rate:>9,.0f} rows/s", flush=True)
+                cpu[name].append(bench.cpu_us_per_row)
+                load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(
+                    f"Postgres → Postgres, {name:<10}: {rate:>9,.0f} rows/s, "
+                    f"{bench.cpu_us_per_row:>6.1f} CPU µs/row (load average {load})",
+                    flush=True,
+                )
     finally:
         bench.close()
     figures = {name: statistics.median(values) for name, values in runs.items()}
+    costs = {name: statistics.median(values) for name, values in cpu.items()}
     if args.repeat > 1:
         for name, value in figures.items():
-            print(f"median of {args.repeat}, {name:<10}: {value:>9,.0f} rows/s")
+            print(
+                f"median of {args.repeat}, {name:<10}: {value:>9,.0f} rows/s, "
+                f"{costs[name]:>6.1f} CPU µs/row"
+            )
     for name in ("javascript", "python"):
         ratio = figures[name] / figures["none"]
         verdict = "meets" if ratio >= TARGET else "MISSES"
-        print(f"{name}: {ratio:.0%} of no-transform throughput ({verdict} the {TARGET:.0%} target)")
+        print(
+            f"{name}: {ratio:.0%} of no-transform throughput ({verdict} the {TARGET:.0%} "
+            f"target); CPU per row {costs[name] / costs['none']:.2f} times no-transform's"
+        )
 
 
 if __name__ == "__main__":
