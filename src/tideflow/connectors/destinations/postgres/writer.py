@@ -33,6 +33,8 @@ from tideflow.engine.reduce import Change, merge_unchanged
 from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
 
 _UNCHANGED_ID = id(UNCHANGED)
+# After a batch's new rows met an existing key, up to this many batches upsert directly.
+_MAX_SKIP = 64
 
 
 def _json(value: Any) -> Any:
@@ -96,6 +98,8 @@ class Writer:
         self.config = config
         self.stager = stager
         self._mappings: dict[int, tuple[TableSchema, Mapping]] = {}
+        # id(dest) → [dest, has a key index, batches left to skip, next skip]
+        self._direct: dict[int, list[Any]] = {}
 
     def mapping(self, table: TableSchema) -> Mapping:
         hit = self._mappings.get(id(table))
@@ -156,26 +160,88 @@ class Writer:
             else:
                 self._delete_keys(dest, mapping, deletes)
         if full:
-            self._upsert(dest, mapping, full, tombstone=False)
+            # Rows whose first change in the batch is a create are normally new at the
+            # destination: COPY them straight into the table, the upsert only if one was there.
+            new = [ch for ch in full if ch.events[0].op is Op.CREATE]
+            if new and self._insert_new(dest, mapping, new):
+                full = (
+                    [ch for ch in full if ch.events[0].op is not Op.CREATE]
+                    if len(new) < len(full)
+                    else []
+                )
+            if full:
+                self._upsert(dest, mapping, full, tombstone=False)
         for unchanged, group in partial.items():
             self._update_known(dest, mapping.subset(unchanged), group)
+
+    def _full_rows(
+        self, mapping: Mapping, changes: Sequence[Change], *, tombstone: bool
+    ) -> Iterator[tuple[Any, ...]]:
+        """Destination rows of ``changes``: the mapped values, then the metadata columns."""
+        values, meta = mapping.values, self._meta
+        if tombstone:
+            # A before image may hold only the key (REPLICA IDENTITY DEFAULT) or unchanged
+            # values: it only fills a row the destination does not have yet.
+            return (
+                tuple(None if v is UNCHANGED else v for v in values(ch.row)) + meta(ch.event, True)
+                for ch in changes
+            )
+        if self.config.metadata_columns and not self.config.soft_delete:
+            return ((*values(ch.row), ch.event.commit_ts_ms, _lsn(ch.event)) for ch in changes)
+        return (values(ch.row) + meta(ch.event, False) for ch in changes)
+
+    def _insert_new(self, dest: DestTable, mapping: Mapping, changes: Sequence[Change]) -> bool:
+        """COPY full rows straight into ``dest`` inside a savepoint; False (nothing written)
+        when a key was already there, or when ``dest`` has no unique index on its key.
+
+        For a key the destination lacks, an insert is exactly what the upsert would do, at
+        about half the server time (no staging table, no ``INSERT ... SELECT``). A replay
+        finds its keys present: the savepoint is rolled back and the caller upserts; after
+        such a conflict the next batches of the table skip the attempt for a while.
+        """
+        state = self._direct.get(id(dest))
+        if state is None or state[0] is not dest:
+            state = self._direct[id(dest)] = [dest, self._arbiter_exists(dest), 0, 1]
+        if not state[1]:
+            return False
+        if state[2] > 0:
+            state[2] -= 1
+            return False
+        columns = [*mapping.dests, *self._meta_names(False)]
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            dest.qualified, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        types = [dest.columns.get(c, "") for c in columns]
+        try:
+            with self.conn.transaction():  # a savepoint: a conflict undoes only this COPY
+                rows = self._full_rows(mapping, changes, tombstone=False)
+                self.stager.copy_rows(copy_sql, types, rows)
+        except psycopg.errors.UniqueViolation:
+            state[2], state[3] = state[3], min(state[3] * 2, _MAX_SKIP)
+            return False
+        state[3] = 1
+        return True
+
+    def _arbiter_exists(self, dest: DestTable) -> bool:
+        """Whether a unique index on exactly ``dest.key`` exists: the index ``ON CONFLICT
+        (key)`` infers. Without it a plain insert could add a second row for a key."""
+        if not dest.key:
+            return False
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%s) "
+            "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+            "AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) "
+            "     FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))"
+            " = %s::text[])",
+            (dest.qualified.as_string(self.conn), sorted(dest.key)),
+        ).fetchone()
+        return bool(row and row[0])
 
     def _upsert(
         self, dest: DestTable, mapping: Mapping, changes: Sequence[Change], *, tombstone: bool
     ) -> None:
         columns = [*mapping.dests, *self._meta_names(tombstone)]
-        values, meta = mapping.values, self._meta
-        if tombstone:
-            # A before image may hold only the key (REPLICA IDENTITY DEFAULT) or unchanged
-            # values: it only fills a row the destination does not have yet.
-            rows: Iterator[tuple[Any, ...]] = (
-                tuple(None if v is UNCHANGED else v for v in values(ch.row)) + meta(ch.event, True)
-                for ch in changes
-            )
-        elif self.config.metadata_columns and not self.config.soft_delete:
-            rows = ((*values(ch.row), ch.event.commit_ts_ms, _lsn(ch.event)) for ch in changes)
-        else:
-            rows = (values(ch.row) + meta(ch.event, False) for ch in changes)
+        rows = self._full_rows(mapping, changes, tombstone=tombstone)
         stage = self.stager.load(dest, columns, rows)
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         updated = self._meta_names(True) if tombstone else [c for c in columns if c not in dest.key]
