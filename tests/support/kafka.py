@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -12,6 +14,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from tests.support.proxy import Proxy
 
 BOOTSTRAP = "127.0.0.1:9092"
 SASL_BOOTSTRAP = "127.0.0.1:9094"
@@ -189,3 +193,55 @@ def every_op_events() -> list[Any]:
         ChangeEvent(Op.DELETE, table, every_kind_row(1), None, {"lsn": 500}, ts + 4, 704),
         ChangeEvent(Op.TRUNCATE, table, None, None, {"lsn": 600}, ts + 5, 705),
     ]
+
+
+class BrokerProxy(Proxy):
+    """A cuttable :class:`~tests.support.proxy.Proxy` in front of one broker of this cluster.
+
+    A Kafka client only uses the bootstrap address for its first request: the metadata
+    response tells it to connect to the broker's advertised address (127.0.0.1:9092), which
+    would bypass a plain proxy. This one rewrites that address in every response (the host is
+    followed by the port as a 4-byte integer in Metadata, DescribeCluster and FindCoordinator
+    responses alike, so the rewrite keeps every length), so all traffic goes through it and
+    ``cut()`` really takes the broker away from the client.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9092) -> None:
+        super().__init__(host, port)
+        self._advertised = host.encode() + struct.pack(">i", port)
+        self._rewritten = host.encode() + struct.pack(">i", self.port)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            from_broker = src.getpeername()[:2] == self.target
+        except OSError:
+            from_broker = False
+        if not from_broker:
+            super()._pipe(src, dst)
+            return
+        try:
+            while True:
+                head = _recv_exact(src, 4)
+                if head is None:
+                    break
+                body = _recv_exact(src, struct.unpack(">i", head)[0])
+                if body is None:
+                    break
+                dst.sendall(head + body.replace(self._advertised, self._rewritten))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)

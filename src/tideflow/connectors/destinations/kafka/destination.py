@@ -16,6 +16,7 @@ consumers never see half a batch.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -101,6 +102,8 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
             partitions=self.config.partitions,
             replication=self.config.replication_factor,
             timeout=min(self._timeout, 30.0),
+            unreachable_hint=self._unreachable_hint(),
+            denied_hint=self._denied_hint(),
         )
         self._producer = self._new_producer()
 
@@ -111,12 +114,17 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
             "acks": "all",
             "compression.type": self.config.compression,
             "partitioner": "murmur2_random",
-            "linger.ms": 5,
+            # write() flushes at the end of every batch, which sends at once whatever linger
+            # is holding; a longer linger only fills the requests sent while producing.
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
             "message.timeout.ms": self.config.delivery_timeout_ms,
             "queue.buffering.max.messages": 500_000,
             # _on_delivery only records failures: a Python callback per acknowledged message
             # cost ~1 µs of GIL time each. flush() still waits for every message either way.
             "delivery.report.only.error": True,
+            # Set once here rather than per produce() call (~0.3 µs a message).
+            "on_delivery": self._on_delivery,
         }
         if self.config.transactional:
             conf["transactional.id"] = transactional_id(self.name)
@@ -174,13 +182,19 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
             raise self._classify(None, plan)
 
     def _produce_all(self, producer: Producer, plan: list[tuple[ChangeEvent, str]]) -> None:
-        ser = self._serializer
+        key_of, value_of = self._serializer.key, self._serializer.value
+        produce = producer.produce
         tombstones = self.config.tombstones_on_delete
+        ts_ms = int(time.time() * 1000)  # the envelopes' processing time, once per batch
         if self.config.transactional:
             producer.begin_transaction()
         for i, (event, topic) in enumerate(plan):
-            key = ser.key(event, topic)
-            self._send(producer, event, topic, key, ser.value(event, topic))
+            key = key_of(event, topic)
+            value = value_of(event, topic, ts_ms)
+            try:
+                produce(topic, value, key)
+            except (BufferError, KafkaException):
+                self._send(producer, event, topic, key, value)
             if tombstones and event.op is Op.DELETE and key is not None:
                 self._send(producer, event, topic, key, None)
             if i % _POLL_EVERY == _POLL_EVERY - 1:
@@ -193,7 +207,7 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if remaining:
             raise TransientError(
                 f"{remaining} messages were not acknowledged by Kafka within "
-                f"{self._timeout:.0f}s{self._reason()}"
+                f"{self._timeout:.0f}s{self._reason()}{self._unreachable_hint()}"
             )
 
     def _send(
@@ -204,9 +218,10 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         key: bytes | None,
         value: bytes | None,
     ) -> None:
+        """produce() with the slow cases: a full local queue, a message the client refuses."""
         while True:
             try:
-                producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                producer.produce(topic, value, key)
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
@@ -234,6 +249,21 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         err = self._last_error
         return f" (last client error: {err.str()})" if err is not None else ""
 
+    def _unreachable_hint(self) -> str:
+        return (
+            f"; check that the Kafka brokers at {self.config.bootstrap} are running and "
+            "reachable from the worker (kafka.sink.bootstrap)"
+        )
+
+    def _denied_hint(self) -> str:
+        sasl = self.config.security_protocol.startswith("SASL")
+        user = self.config.sasl_username if sasl else None
+        who = f"user '{user}'" if user else "this client"
+        return (
+            f"; grant {who} WRITE (and CREATE, unless the topics already exist) on the "
+            "destination's topics with a Kafka ACL, or change topic.prefix / topic.mapping"
+        )
+
     def _classify(
         self,
         exc: BaseException | None,
@@ -255,11 +285,18 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
                     f"'{transactional_id(self.name)}': {e.str()}"
                 )
             if e.code() in _DENIED:
-                return TerminalError(f"Kafka refused the write: {e.str()}", code="kafka_denied")
+                topics = sorted({t for _, t in plan or []})
+                return TerminalError(
+                    f"Kafka refused the write to {', '.join(topics) or 'the topics'}: "
+                    f"{e.str()}{self._denied_hint()}",
+                    code="kafka_denied",
+                )
         if isinstance(exc, TideflowError):
             return exc
         detail = errors[0].str() if errors else str(exc)
-        return TransientError(f"Kafka write failed: {detail}{self._reason()}")
+        return TransientError(
+            f"Kafka write failed: {detail}{self._reason()}{self._unreachable_hint()}"
+        )
 
     def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -41,12 +41,13 @@ class Serializer:
         self._source = source
         self._renderers: dict[str, Renderer] = {}
         self._schema_cache: dict[tuple[Any, ...], tuple[TableSchema, bytes]] = {}
+        self._fixed = Renderer(source) if source is not None else None
+        self._key_formats: dict[int, tuple[TableSchema, bytes | None]] = {}
 
     def _renderer(self, event: ChangeEvent) -> Renderer:
-        if self._source is not None:
-            connector = self._source.connector
-        else:
-            connector = infer_connector(event.position)
+        if self._fixed is not None:
+            return self._fixed
+        connector = infer_connector(event.position)
         renderer = self._renderers.get(connector)
         if renderer is None:
             info = self._source or SourceInfo(connector=connector, name=self._name)
@@ -68,13 +69,31 @@ class Serializer:
         self._schema_cache[cache_key] = (event.table, data)
         return data
 
+    def _key_format(self, table: TableSchema) -> bytes | None:
+        """``b'{"id":%d}'`` for a table keyed by one integer column, else None."""
+        entry = self._key_formats.get(id(table))
+        if entry is None or entry[0] is not table:
+            fmt = None
+            col = table.column(table.key[0]) if len(table.key) == 1 else None
+            if col is not None and col.kind == "int":
+                name = orjson.dumps(col.name).replace(b"%", b"%%")
+                fmt = b"{" + name + b":%d}"
+            entry = self._key_formats[id(table)] = (table, fmt)
+        return entry[1]
+
     def key(self, event: ChangeEvent, topic: str) -> bytes | None:
-        if not event.table.key:
+        table = event.table
+        if not table.key:
             return None
         row = event.after if event.after is not None else event.before
         if row is None:
             return None
-        payload = orjson.dumps({k: json_value(row.get(k)) for k in event.table.key})
+        fmt = self._key_format(table)
+        value = row.get(table.key[0]) if fmt is not None else None
+        if fmt is not None and type(value) is int:  # not bool: that renders as true/false
+            payload = fmt % value
+        else:
+            payload = orjson.dumps({k: json_value(row.get(k)) for k in table.key})
         if not self.schemas:
             return payload
         connector = self._renderer(event).info.connector
@@ -84,9 +103,10 @@ class Serializer:
             + (b',"payload":' + payload + b"}")
         )
 
-    def value(self, event: ChangeEvent, topic: str) -> bytes:
+    def value(self, event: ChangeEvent, topic: str, ts_ms: int | None = None) -> bytes:
+        """The envelope; ``ts_ms`` is its processing time (now when None)."""
         renderer = self._renderer(event)
-        payload = renderer.dumps(event)
+        payload = renderer.dumps(event, ts_ms=ts_ms)
         if not self.schemas:
             return payload
         doc_schema = self._schema("value", event, topic, renderer.info.connector)

@@ -35,6 +35,11 @@ _TERMINAL = frozenset(
 )
 
 
+_DENIED = frozenset(
+    {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+)
+
+
 def topic_name(table: TableSchema, prefix: str, suffix: str, mapping: dict[str, str]) -> str:
     """``mapping[schema.table]`` or ``<prefix><schema>.<table><suffix>``.
 
@@ -60,8 +65,17 @@ class Topics:
     """Creates missing topics once and remembers the ones known to exist."""
 
     def __init__(
-        self, admin: AdminClient, *, partitions: int, replication: int, timeout: float
+        self,
+        admin: AdminClient,
+        *,
+        partitions: int,
+        replication: int,
+        timeout: float,
+        unreachable_hint: str = "",
+        denied_hint: str = "",
     ) -> None:
+        self._unreachable_hint = unreachable_hint
+        self._denied_hint = denied_hint
         self._admin = admin
         self._partitions = partitions
         self._replication = replication
@@ -76,7 +90,9 @@ class Topics:
         try:
             existing = self._admin.list_topics(timeout=self._timeout).topics
         except KafkaException as exc:
-            raise TransientError(f"cannot read Kafka metadata: {exc}") from None
+            raise TransientError(
+                f"cannot read Kafka metadata: {exc}{self._unreachable_hint}"
+            ) from None
         for name in missing:
             meta = existing.get(name)
             if meta is not None and meta.error is None:
@@ -96,6 +112,11 @@ class Topics:
                 err = kafka_error(exc)
                 if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     pass
+                elif err is not None and err.code() in _DENIED:
+                    raise TerminalError(
+                        f"cannot create Kafka topic '{name}': {err.str()}{self._denied_hint}",
+                        code="kafka_denied",
+                    ) from None
                 elif err is not None and err.code() in _TERMINAL:
                     raise TerminalError(
                         f"cannot create Kafka topic '{name}': {err.str()}",
