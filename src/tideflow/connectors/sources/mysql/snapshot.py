@@ -40,6 +40,7 @@ from tideflow.events import TableSchema
 Convert = Callable[[Any], Any] | None
 
 _INTS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bool", "boolean"}
+_UNORDERED = {"enum", "set"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _ZERO_TIMESTAMP = datetime(1970, 1, 1)  # what the binlog carries for 0000-00-00 00:00:00
 _FLOAT = struct.Struct("<f")
@@ -85,6 +86,14 @@ class MySQLChunkReader:
             missing = [k for k in key if schema.column(k) is None]
             if missing:
                 raise SnapshotError(f"surrogate key column(s) {missing} not in table {table}")
+        for k in key:
+            col = schema.column(k)
+            if col is not None and base_type(col.type) in _UNORDERED:
+                # Compared with a text bound as a string, ordered by the index as a number.
+                raise SnapshotError(
+                    f"key column {k} of {table} is {col.type}, which chunks cannot be ordered "
+                    "by: give a surrogate_key of another type or request a blocking snapshot"
+                )
         rows = catalog.query(
             self._conn,
             "SELECT COALESCE(TABLE_ROWS, 0) FROM information_schema.TABLES "
