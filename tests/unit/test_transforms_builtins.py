@@ -12,6 +12,7 @@ import pytest
 
 from tideflow.engine.transforms import builtins
 from tideflow.engine.transforms.chain import Chain
+from tideflow.engine.transforms.records import Output, Rebuilder, render
 from tideflow.engine.transforms.runtime import Limits
 from tideflow.engine.transforms.spec import TransformSpec
 from tideflow.errors import Invalid
@@ -119,3 +120,39 @@ def test_pattern_limits_which_topics_a_transform_sees() -> None:
     chain = Chain((spec([{"op": "drop", "fields": ["email"]}], pattern="public\\.other"),))
     [out], _ = chain.apply([event(1)])
     assert out.after is not None and "email" in out.after
+
+
+def full_event(i: int, op: Op = Op.CREATE) -> ChangeEvent:
+    """An event whose row has every column (no UNCHANGED): the rebuild fast path applies."""
+    e = event(i, op)
+    row = e.before if op == Op.DELETE else e.after
+    assert row is not None
+    row["big"] = "b"
+    return e
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},  # identity
+        {"n": "2.25", "email": "X"},  # changed values that fit their columns
+        {"n": "not a number"},  # does not fit: re-typed
+        {"id": 1.5},  # does not fit an int: re-typed
+    ],
+    ids=["identity", "fits", "retyped-decimal", "retyped-key"],
+)
+@pytest.mark.parametrize("op", [Op.CREATE, Op.DELETE], ids=["create", "delete"])
+def test_rebuild_fast_path_equals_the_general_path(change: dict[str, Any], op: Op) -> None:
+    e = full_event(1, op)
+    rendered = render(e, TABLE.name).value
+    value = {**rendered, **change}
+    fast = Rebuilder().rebuild(e, Output(value), TABLE.name, rendered)
+    # Same fields in another order: the general path (the fast one does not apply).
+    general = Rebuilder().rebuild(e, Output(dict(reversed(value.items()))), TABLE.name, rendered)
+    row = fast.before if op == Op.DELETE else fast.after
+    assert row == (general.before if op == Op.DELETE else general.after)
+    assert (fast.op, fast.position, fast.commit_ts_ms) == (op, e.position, e.commit_ts_ms)
+    assert {c.name: c for c in fast.table.columns} == {c.name: c for c in general.table.columns}
+    assert (fast.table.name, fast.table.key) == (general.table.name, general.table.key)
+    if not change or "email" in change:
+        assert fast.table is TABLE  # nothing re-typed: the event keeps its table

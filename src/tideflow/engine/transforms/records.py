@@ -186,6 +186,10 @@ class Rebuilder:
         if rendered is None:
             rendered = render(event, topic).value
         by_name = self._columns(table)
+        if out.key is None and len(out.value) == len(rendered) == len(original) == len(by_name):
+            same = self._same_table(event, out.value, topic, rendered, original, by_name)
+            if same is not None:
+                return same
         row: dict[str, Any] = {}
         columns: list[Column] = []
         for name, v in out.value.items():
@@ -225,6 +229,49 @@ class Rebuilder:
         return ChangeEvent(
             event.op,
             new_table,
+            before,
+            after,
+            event.position,
+            event.commit_ts_ms,
+            event.txid,
+            event.snapshot,
+        )
+
+    @staticmethod
+    def _same_table(
+        event: ChangeEvent,
+        value: dict[str, Any],
+        topic: str,
+        rendered: dict[str, Any],
+        original: dict[str, Any],
+        by_name: dict[str, Column],
+    ) -> ChangeEvent | None:
+        """The common case — same topic, same fields in the same order, every changed value
+        still fits its column — rebuilt on the event's own table; None when it does not apply
+        (then the general path builds exactly this event, with more work)."""
+        table = event.table
+        if topic != table.name:
+            return None
+        row: dict[str, Any] | None = None
+        for (name, v), r_name in zip(value.items(), rendered, strict=True):
+            if name != r_name:
+                return None
+            r = rendered[name]
+            if r is v or (type(r) is type(v) and r == v):
+                continue
+            try:
+                converted = _back(by_name[name], v)
+            except (ValueError, TypeError, ArithmeticError):
+                return None
+            if row is None:
+                row = dict(original)
+            row[name] = converted
+        if row is None:
+            row = dict(original)
+        before, after = (row, None) if event.op == Op.DELETE else (None, row)
+        return ChangeEvent(
+            event.op,
+            table,
             before,
             after,
             event.position,
