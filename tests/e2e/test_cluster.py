@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -276,6 +277,7 @@ def test_failover_rebalance_fencing_and_drain(
     for t in loads:
         t.start()
     takeovers: list[float] = []
+    moves: list[list[tuple[str, str | None]]] = []
     try:
         # 1. SIGKILL the worker of the first source, then 2. the worker of another one.
         killed = []
@@ -283,18 +285,20 @@ def test_failover_rebalance_fencing_and_drain(
             owner, generation = cluster.owner(source_id)
             killed.append(owner)
             cluster.workers[owner].kill9()
-            took = takeover_after(cluster, source_id, generation, db_now(cluster))
-            takeovers.append(took)
+            since = db_now(cluster)
+            seen: list[tuple[str, str | None]] = []
+            watcher = threading.Thread(
+                target=watch_move, args=(cluster, source_id, set(killed), seen), daemon=True
+            )
+            watcher.start()
+            takeovers.append(takeover_after(cluster, source_id, generation, since))
             new_owner, _ = cluster.owner(source_id)
             assert new_owner not in killed
-            with cluster.api.client() as c:
-                wait_until(
-                    lambda sid=source_id, w=new_owner: (
-                        unit_view(c, "sources", sid) == ("Active", w)
-                    ),
-                    60,
-                    what=f"source {source_id} Active on {new_owner}",
-                )
+            watcher.join(90)
+            # The API never calls the unit Broken while it moves, and it ends on the new owner.
+            assert not any(state == "Broken" for state, _ in seen), seen
+            assert seen and seen[-1] == ("Active", new_owner), seen
+            moves.append([v for i, v in enumerate(seen) if i == 0 or seen[i - 1] != v])
         # 3. Both come back (same ids) and get their share again.
         for w in killed:
             cluster.workers[w].start()
@@ -364,6 +368,13 @@ def test_failover_rebalance_fencing_and_drain(
         what="parquet to fold to the first source table",
     )
 
+    # The API names the lease holder as the worker of every source and pipeline.
+    with cluster.api.client() as c:
+        for sid in sources:
+            assert unit_view(c, "sources", sid) == ("Active", cluster.owner(sid)[0])
+        owners = {cluster.owner(sid)[0] for sid in sources}
+        assert {unit_view(c, "pipelines", pid)[1] for pid in pipelines} <= owners
+
     assert takeovers and max(takeovers) <= TAKEOVER_BOUND, takeovers
     audit = cluster.query(
         "SELECT unit, generation, lease_owner, lease_generation FROM checkpoint_audit"
@@ -377,8 +388,23 @@ def test_failover_rebalance_fencing_and_drain(
         "WHERE event = 'takeover' AND previous_renewed_at IS NOT NULL"
     )
     assert gaps and max(float(g[0]) for g in gaps) <= TAKEOVER_BOUND, gaps
+    print(f"API views of the killed workers' sources while they moved: {moves}")
     print(f"takeover seconds after kill/freeze: {[round(t, 1) for t in takeovers]}")
     print(f"lease gaps in the store: {sorted(round(float(g[0]), 1) for g in gaps)}")
+
+
+def watch_move(
+    cluster: Cluster, source_id: str, dead: set[str], seen: list[tuple[str, str | None]]
+) -> None:
+    """Record what the API shows for the source until it is Active on a live worker."""
+    deadline = time.monotonic() + 90
+    with cluster.api.client() as c:
+        while time.monotonic() < deadline:
+            view = unit_view(c, "sources", source_id)
+            seen.append(view)
+            if view[0] == "Active" and view[1] is not None and view[1] not in dead:
+                return
+            time.sleep(0.25)
 
 
 def _load(dbname: str, stop: threading.Event) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -120,15 +120,32 @@ def status_messages(session: Session, units: Iterable[str]) -> dict[str, str]:
     return {unit: message for unit, message in rows if message}
 
 
-def workers(session: Session, units: Iterable[str]) -> dict[str, str]:
-    """The worker that last reported each unit (cluster mode: the one holding its lease)."""
+class Reports(NamedTuple):
+    """What the runtime reported, read in one query so the parts agree with each other (a unit
+    moving between workers changes its status and its worker in one write)."""
+
+    statuses: dict[str, str]
+    messages: dict[str, str]
+    workers: dict[str, str]  # the worker running the unit (cluster mode: its lease holder)
+
+
+def reports(session: Session, units: Iterable[str]) -> Reports:
+    out = Reports({}, {}, {})
     wanted = list(units)
     if not wanted:
-        return {}
+        return out
     rows = session.execute(
-        select(UnitStatus.unit, UnitStatus.worker).where(UnitStatus.unit.in_(wanted))
+        select(UnitStatus.unit, UnitStatus.status, UnitStatus.message, UnitStatus.worker).where(
+            UnitStatus.unit.in_(wanted)
+        )
     )
-    return {unit: worker for unit, worker in rows if worker}
+    for unit, status, message, worker in rows:
+        out.statuses[unit] = status if status in STATUSES else "Unknown"
+        if message:
+            out.messages[unit] = message
+        if worker:
+            out.workers[unit] = worker
+    return out
 
 
 def derived_status(desired_state: str, reported: str | None) -> str:

@@ -48,9 +48,7 @@ def _effective(
 
 def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
     units = [f"pipeline:{r.id}" for r in rows] + [f"source:{r.source_id}" for r in rows]
-    reported = configs.statuses(session, units)
-    messages = configs.status_messages(session, units)
-    workers = configs.workers(session, units)
+    reported, messages, workers = configs.reports(session, units)
     effective = {
         row.id: _effective(
             reported.get(f"pipeline:{row.id}"),

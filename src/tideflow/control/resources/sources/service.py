@@ -77,9 +77,7 @@ def sync_topics(session: Session, source: Source) -> list[str]:
 
 
 def present(session: Session, box: SecretBox, rows: list[Source], reveal: bool) -> list[SourceOut]:
-    reported = configs.statuses(session, (f"source:{r.id}" for r in rows))
-    messages = configs.status_messages(session, (f"source:{r.id}" for r in rows))
-    workers = configs.workers(session, (f"source:{r.id}" for r in rows))
+    reported, messages, workers = configs.reports(session, (f"source:{r.id}" for r in rows))
     out = []
     for row in rows:
         names = topic_names(row.config)
