@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -47,42 +51,76 @@ CREATE TABLE public.snap (
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-class PostgresCpu:
-    """CPU seconds used by postgres server processes while running (sampled)."""
+class BackendCpu:
+    """CPU seconds of the Postgres backends serving given databases (sampled from /proc).
 
-    def __init__(self) -> None:
-        self._start = self._sample()
-        self._last: dict[int, float] = dict(self._start)
+    Backends are found in ``pg_stat_activity`` every 0.2 s (walsenders included) and their
+    ``utime + stime`` read then; a backend that exits keeps its last sample. The sampling
+    connection itself serves the ``postgres`` database and is not counted. Other users of the
+    shared server are not counted either, unlike a whole-server figure.
+    """
+
+    def __init__(self, databases: list[str]) -> None:
+        self.databases = databases
+        self._conn = psycopg.connect(pg.dsn(), autocommit=True)
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._db: dict[int, str] = {}
+        self.what: dict[int, str] = {}
         self._stop = threading.Event()
+        self._sample()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _sample() -> dict[int, float]:
-        out: dict[int, float] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+    def _sample(self) -> None:
+        rows = self._conn.execute(
+            "SELECT pid, datname, backend_type || ' ' || application_name"
+            " FROM pg_stat_activity WHERE datname = ANY(%s)",
+            (self.databases,),
+        ).fetchall()
+        for pid, db, what in rows:
+            used = _proc_cpu(pid)
+            if used is None:
                 continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            if name != "postgres":
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
-        return out
+            self._db[pid] = db
+            self.what[pid] = what
+            self._first.setdefault(pid, used)
+            self._last[pid] = used
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
-            self._last.update(self._sample())
+            self._sample()
 
-    def seconds(self) -> float:
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds per database since the start (backends already running at the start
+        count from then)."""
         self._stop.set()
         self._thread.join()
-        self._last.update(self._sample())
-        return sum(v - self._start.get(pid, 0.0) for pid, v in self._last.items())
+        self._sample()
+        self._conn.close()
+        out = dict.fromkeys(self.databases, 0.0)
+        for pid, used in self._last.items():
+            out[self._db[pid]] += used - self._first[pid]
+            if os.environ.get("SNAPSHOT_BENCH_BACKENDS"):
+                print(f"  {self._db[pid]:<28} {self.what[pid]:<40} {used - self._first[pid]:.2f}")
+        return out
+
+
+def _proc_cpu(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+@dataclass
+class Run:
+    wall: float
+    source_cpu: float  # backends of the source database
+    dest_cpu: float  # backends of the destination database
+    client_cpu: float  # tideflow's process, or pg_dump + psql
 
 
 def fill(db: str, rows: int) -> None:
@@ -106,7 +144,7 @@ def count(db: str) -> int:
         return 0
 
 
-def tideflow_run(src: str, rows: int, chunk: int, parallelism: int) -> tuple[float, float]:
+def tideflow_run(src: str, rows: int, chunk: int, parallelism: int, log_dir: Path | None) -> Run:
     with pg.temp_database("snapdst") as dst, tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "srv", worker=True)
         server.start()
@@ -134,7 +172,9 @@ def tideflow_run(src: str, rows: int, chunk: int, parallelism: int) -> tuple[flo
                 pipe = api.create_pipeline(c, source, dest)
                 api.wait_status(c, "pipelines", pipe["id"], "Active")
                 api.wait_status(c, "sources", source["id"], "Active")
-                cpu = PostgresCpu()
+                assert server.proc is not None
+                cpu = BackendCpu([src, dst])
+                client = _proc_cpu(server.proc.pid) or 0.0
                 began = time.monotonic()
                 r = c.post("/sources/snapshot", json={"source_id": source["id"]})
                 assert r.status_code == 202, r.text
@@ -143,15 +183,20 @@ def tideflow_run(src: str, rows: int, chunk: int, parallelism: int) -> tuple[flo
                     topics = c.get(f"/sources/{source['id']}/snapshot").json()["topics"]
                     return bool(topics) and topics[0]["status"] == "completed"
 
-                wait_until(done, 3600, interval=0.5, what="snapshot completed")
-                wait_until(lambda: count(dst) == rows, 600, interval=0.5, what="rows copied")
+                wait_until(done, 3600, interval=0.2, what="snapshot completed")
+                wait_until(lambda: count(dst) == rows, 600, interval=0.2, what="rows copied")
                 wall = time.monotonic() - began
-                return wall, cpu.seconds()
+                client = (_proc_cpu(server.proc.pid) or 0.0) - client
+                used = cpu.seconds()
+                return Run(wall, used[src], used[dst], client)
         finally:
             server.stop()
+            if log_dir is not None and server.log_path is not None:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy(server.log_path, log_dir / f"tideflow-{int(time.time())}.log")
 
 
-def pg_dump_run(src: str) -> tuple[float, float]:
+def pg_dump_run(src: str) -> Run:
     env = {**os.environ, "PGPASSWORD": pg.PASSWORD}
     conn_args = ["-h", pg.HOST, "-p", str(pg.PORT), "-U", pg.USER]
     with pg.temp_database("dumpdst") as dst:
@@ -170,7 +215,8 @@ def pg_dump_run(src: str) -> tuple[float, float]:
             check=True,
             capture_output=True,
         )
-        cpu = PostgresCpu()
+        cpu = BackendCpu([src, dst])
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.monotonic()
         subprocess.run(
             f"pg_dump {' '.join(conn_args)} --data-only -t public.snap {src} | "
@@ -181,7 +227,10 @@ def pg_dump_run(src: str) -> tuple[float, float]:
             capture_output=True,
         )
         wall = time.monotonic() - began
-        return wall, cpu.seconds()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+        used = cpu.seconds()
+        return Run(wall, used[src], used[dst], client)
 
 
 def main() -> None:
@@ -189,19 +238,41 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--chunk", type=int, default=10_000)
     parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="alternate pg_dump | psql and Tideflow N times"
+    )
+    parser.add_argument("--log-dir", type=Path, help="keep Tideflow's server logs here")
     args = parser.parse_args()
+    tideflow = f"tideflow (chunk {args.chunk}, parallelism {args.parallelism})"
+    runs: list[tuple[str, Run]] = []
     with pg.temp_database("snapsrc") as src:
         print(f"filling {args.rows:,} rows ...", flush=True)
         fill(src, args.rows)
-        results = {
-            "pg_dump | psql": pg_dump_run(src),
-            f"tideflow snapshot (chunk {args.chunk}, parallelism {args.parallelism})": (
-                tideflow_run(src, args.rows, args.chunk, args.parallelism)
-            ),
-        }
-    print(f"\n{'method':<48} {'wall s':>9} {'rows/s':>11} {'source CPU s':>13}")
-    for name, (wall, cpu) in results.items():
-        print(f"{name:<48} {wall:>9.1f} {args.rows / wall:>11,.0f} {cpu:>13.1f}")
+        for i in range(args.repeat):
+            # Alternated on a shared machine, so both see the same background load.
+            runs.append(("pg_dump | psql", pg_dump_run(src)))
+            run = tideflow_run(src, args.rows, args.chunk, args.parallelism, args.log_dir)
+            runs.append((tideflow, run))
+            print(f"pair {i + 1}: ratio {runs[-1][1].wall / runs[-2][1].wall:.2f}", flush=True)
+    print(
+        f"\n{'run':<4} {'method':<42} {'wall s':>7} {'rows/s':>10} "
+        f"{'src CPU s':>9} {'dst CPU s':>9} {'client CPU s':>12}"
+    )
+    for i, (name, run) in enumerate(runs):
+        print(f"{i // 2 + 1:<4} {_line(name, run, args.rows)}")
+    ratios = [runs[i + 1][1].wall / runs[i][1].wall for i in range(0, len(runs), 2)]
+    print(
+        "\nwall time ratio Tideflow / pg_dump|psql per pair: "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + f" (median {statistics.median(ratios):.2f})"
+    )
+
+
+def _line(name: str, run: Run, rows: int) -> str:
+    return (
+        f"{name:<42} {run.wall:>7.1f} {rows / run.wall:>10,.0f} {run.source_cpu:>9.1f} "
+        f"{run.dest_cpu:>9.1f} {run.client_cpu:>12.1f}"
+    )
 
 
 if __name__ == "__main__":

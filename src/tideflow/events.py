@@ -10,6 +10,7 @@ runtime batches records and only ever acknowledges upstream a :class:`Commit` po
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -168,7 +169,43 @@ class Message:
     transactional: bool = False
 
 
-Record = ChangeEvent | Commit | Message
+@dataclass(slots=True)
+class SnapshotChunk:
+    """The rows of one snapshot chunk (``op=r``), carried as Postgres COPY text lines.
+
+    Emitted by the snapshot coordinator in place of one :class:`ChangeEvent` per row, where
+    the chunk sits in the stream (at its high watermark, after reconciliation). ``data`` holds
+    ``rows`` lines in COPY text format, each ending in ``\\n``, whose tab-separated fields are
+    the values of ``columns`` (the source's output text of each value, which is what the
+    ``decode`` of a line turns into event values). ``exact``: each field's text is the text
+    form of its event value (false when a value is re-encoded, e.g. bytea as base64), so a
+    destination may load the lines as they are into columns of the types it maps.
+
+    A destination that cannot take a chunk gets :meth:`events` instead (the runtime expands
+    it); the two carry the same rows.
+    """
+
+    table: TableSchema
+    columns: tuple[str, ...]
+    data: bytes
+    rows: int
+    decode: Callable[[bytes], dict[str, Any]]
+    #: a line's key (the values of the snapshot's key columns), as streamed changes carry it
+    key: Callable[[bytes], tuple[Any, ...]]
+    commit_ts_ms: int = 0
+    exact: bool = True
+
+    def lines(self) -> list[bytes]:
+        """One ``bytes`` per row, without its newline."""
+        return self.data.split(b"\n")[:-1] if self.data else []
+
+    def events(self) -> list[ChangeEvent]:
+        decode, table, ts = self.decode, self.table, self.commit_ts_ms
+        read = Op.READ
+        return [ChangeEvent(read, table, None, decode(x), {}, ts, None, True) for x in self.lines()]
+
+
+Record = ChangeEvent | Commit | Message | SnapshotChunk
 
 
 @dataclass(slots=True)
@@ -185,3 +222,5 @@ class Batch:
     position: dict[str, Any] | None = None
     last_commit_ts_ms: int | None = None
     bytes: int = 0
+    #: a batch holding a snapshot chunk holds nothing else (``events`` is empty)
+    chunk: SnapshotChunk | None = None

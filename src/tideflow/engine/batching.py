@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tideflow.events import Batch, ChangeEvent, Commit, Record
+from tideflow.events import Batch, ChangeEvent, Commit, Record, SnapshotChunk
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,24 @@ class Batcher:
                 batch.position = record.position
                 batch.last_commit_ts_ms = record.commit_ts_ms
                 self._ends_at_commit = True
+            elif record.__class__ is SnapshotChunk:
+                assert isinstance(record, SnapshotChunk)
+                # A chunk is a batch of its own (bounded by the chunk size), after the events
+                # before it and before those after it: order per key is kept (invariant 3).
+                if events:
+                    batch.bytes = size
+                    closed.append(self._close())
+                closed.append(
+                    Batch(
+                        [],
+                        self._position,
+                        self._last_commit_ts,
+                        len(record.data),
+                        chunk=record,
+                    )
+                )
+                self._emitted_position = self._position
+                batch, events, size = self._batch, self._batch.events, 0
             # Messages (snapshot watermarks) carry no row data for destinations.
         batch.bytes = size
         self._avg_size, self._seen = avg, seen

@@ -32,7 +32,7 @@ from tideflow.engine.retry import Backoff, wait
 from tideflow.engine.transforms.hook import Transforms
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError
-from tideflow.events import Batch
+from tideflow.events import Batch, Op
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class PipelineRunner:
         self._checkpointer: Checkpointer | None = None
         self._transforms: Transforms | None = None  # None: the untransformed fast path
         self._offering: Batch | None = None  # the batch offer() is trying to queue
+        self._held: Batch | None = None  # a chunk batch taken while merging: next in line
         self._thread = threading.Thread(target=self._run, name=f"tideflow-{self.unit}", daemon=True)
 
     def start(self) -> None:
@@ -155,6 +156,11 @@ class PipelineRunner:
         try:
             self._report(status.STARTING)
             dest = make_destination(self.plan, self.info)
+            resume = getattr(dest, "resume_from", None)
+            if callable(resume):
+                # Where the replay starts: a destination that can tell which of the replayed
+                # changes it already holds (Kafka transactions) skips them (invariant 2).
+                resume(self._durable)
             if self.plan.transforms:
                 self._transforms = Transforms(self.plan, self.metrics, self.unit)
             self._with_retry(dest, None)
@@ -190,7 +196,8 @@ class PipelineRunner:
         """The next batch, merged with those already waiting (up to ``coalesce_events``)."""
         if self._stop_next:
             return None
-        while True:
+        first, self._held = self._held, None
+        while first is None:
             if self.abort.is_set():
                 raise Aborted
             try:
@@ -200,6 +207,8 @@ class PipelineRunner:
                 continue
         if first is None:
             return None
+        if first.chunk is not None:
+            return first  # a snapshot chunk travels alone (see Batch.chunk)
         limit = self.services.config.coalesce_events
         merged: Batch | None = None
         while len((merged or first).events) < limit:
@@ -209,6 +218,9 @@ class PipelineRunner:
                 break
             if nxt is None:
                 self._stop_next = True  # the stop request comes after this merged batch
+                break
+            if nxt.chunk is not None:
+                self._held = nxt
                 break
             if merged is None:
                 merged = Batch(
@@ -222,6 +234,9 @@ class PipelineRunner:
 
     def _filter(self, batch: Batch) -> Batch:
         topics = self.plan.topics
+        chunk = batch.chunk
+        if topics is not None and chunk is not None and chunk.table.name not in topics:
+            return Batch([], batch.position, batch.last_commit_ts_ms, 0)
         if topics is None or not batch.events:
             return batch
         events = [e for e in batch.events if e.table.name in topics]
@@ -232,10 +247,18 @@ class PipelineRunner:
     def _deliver(self, dest: Destination[Any], batch: Batch) -> None:
         offered = len(batch.events)
         batch = self._filter(batch)
+        if batch.chunk is not None and (
+            self._transforms is not None or not getattr(dest, "takes_chunks", False)
+        ):
+            batch = _expanded(batch)
         if self._transforms is not None:
             batch = self._transforms.apply(batch, dest)
-        if batch.events:
+        if batch.events or batch.chunk is not None:
             self._with_retry(dest, batch)
+        if batch.chunk is not None and self.metrics.on:
+            rows, read = batch.chunk.rows, Op.READ.value
+            self.metrics.events[read] += rows
+            self.metrics.tables[(batch.chunk.table.name, read)] += rows
         self._checkpoint(batch)
         self.metrics.record_batch(batch, durable_at_ms=now_ms())
         self.metrics.note_done(offered)
@@ -286,6 +309,9 @@ class PipelineRunner:
                 dest.write(batch)
                 return
             except PoisonRecord as poison:
+                if batch.chunk is not None:
+                    batch = _expanded(batch)  # find the refused rows among the chunk's events
+                    continue
                 write_letters = getattr(dest, "write_dead_letters", None)
                 if self.plan.policy != "dead_letter" or not callable(write_letters):
                     raise
@@ -336,3 +362,10 @@ class PipelineRunner:
         self._report(
             status.ACTIVE, f"cannot store the checkpoint, retrying in {delay:.1f}s: {exc!r}"
         )
+
+
+def _expanded(batch: Batch) -> Batch:
+    """A snapshot chunk's batch with the chunk turned into one ``op=r`` event per row, for
+    destinations that do not take chunks and for transforms."""
+    assert batch.chunk is not None
+    return Batch(batch.chunk.events(), batch.position, batch.last_commit_ts_ms, batch.bytes)

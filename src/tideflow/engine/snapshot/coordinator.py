@@ -17,6 +17,7 @@ Memory (invariant 6): at most ``2 * parallelism`` chunks of ``chunk_size`` rows 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import secrets
@@ -29,7 +30,7 @@ from typing import Any
 
 from tideflow.engine import positions
 from tideflow.engine.positions import Position
-from tideflow.engine.snapshot import watermark
+from tideflow.engine.snapshot import chunks, watermark
 from tideflow.engine.snapshot.progress import (
     BLOCKING,
     CANCELLED,
@@ -46,7 +47,7 @@ from tideflow.engine.snapshot.reader import (
     TextKey,
 )
 from tideflow.engine.snapshot.window import Window
-from tideflow.events import ChangeEvent, Message, Op, Record, TableSchema
+from tideflow.events import ChangeEvent, Message, Op, Record, SnapshotChunk, TableSchema
 from tideflow.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class _Chunk:
     after: TextKey | None
     upto: TextKey | None  # None: the final chunk, unbounded above
     rows: list[dict[str, Any]] | None = None
+    raw: SnapshotChunk | None = None  # the rows as COPY text, from readers that offer it
     last: TextKey | None = None
     read_count: int = 0
     position: Position | None = None  # of the high watermark, once emitted
@@ -182,8 +184,12 @@ class Coordinator:
             window = self._windows.pop(mark.id, None)
             with self._lock:
                 rows, chunk.rows = chunk.rows or [], None
+                raw, chunk.raw = chunk.raw, None
             if window is not None and not chunk.table.cancelled:
-                out.extend(self._events(chunk.table.plan, window.survivors(rows), message))
+                if raw is not None:
+                    out.extend(chunks.survivors(self._stamped(chunk.table.plan, raw), window))
+                else:
+                    out.extend(self._events(chunk.table.plan, window.survivors(rows), message))
             self._emitted(chunk, message.position)
             return
         # Blocking: streaming stops here (this thread reads) until the table is copied.
@@ -228,6 +234,15 @@ class Coordinator:
         # with the mark's position would make a destination's position guard refuse that
         # change as older. The row is right where it stands in the stream (window merge).
         return [ChangeEvent(read, schema, None, row, {}, now, None, True) for row in rows]
+
+    def _stamped(self, plan: TablePlan, raw: SnapshotChunk) -> SnapshotChunk:
+        """``raw`` with the emission time and, for the same shape, the stream's schema."""
+        schema = plan.schema
+        streamed = self._schemas.get(schema.name)
+        if streamed is not None and streamed.columns == schema.columns:
+            schema = streamed
+        # No source position either (see _events).
+        return dataclasses.replace(raw, table=schema, commit_ts_ms=int(time.time() * 1000))
 
     def _emitted(self, chunk: _Chunk, position: Position) -> None:
         with self._lock:
@@ -370,7 +385,8 @@ class Coordinator:
                 reader.watermark(watermark.encode(watermark.Watermark(chunk.id, "low")))
                 got = reader.read_chunk(table.plan, chunk.after, chunk.upto, table.task.filter)
                 with self._lock:
-                    chunk.rows, chunk.last, chunk.read_count = got.rows, got.last, len(got.rows)
+                    chunk.rows, chunk.raw, chunk.last = got.rows, got.chunk, got.last
+                    chunk.read_count = got.count
                 reader.watermark(watermark.encode(watermark.Watermark(chunk.id, "high")))
                 return reader
             except Exception as exc:

@@ -6,7 +6,10 @@ once per reading thread; each :class:`ChunkReader` is then used by that one thre
 holds its own plain (non-replication) connection. Keys travel as tuples of the database's text
 form of the key columns (JSON-serialisable, so progress can be persisted); rows are dicts of
 values converted exactly as the streaming decoder converts them, so a chunk row's key equals
-the key of a streamed change of the same row.
+the key of a streamed change of the same row. A reader may return a chunk's rows as one
+:class:`~tideflow.events.SnapshotChunk` of COPY text instead (whose ``decode`` gives those
+same dicts): the engine then reconciles and emits the text, and only destinations that cannot
+load it get events.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tideflow.events import TableSchema
+from tideflow.events import SnapshotChunk, TableSchema
 
 TextKey = tuple[str, ...]
 
@@ -35,8 +38,16 @@ class TablePlan:
 
 @dataclass(slots=True)
 class ChunkRows:
+    """A chunk as read: ``rows`` as dicts, or (readers that can) every row in ``chunk``."""
+
     rows: list[dict[str, Any]]
     last: TextKey | None  # text key of the last row read (None: no row)
+    #: the rows as COPY text instead of ``rows``; its lines start with the plan's key fields
+    chunk: SnapshotChunk | None = None
+
+    @property
+    def count(self) -> int:
+        return self.chunk.rows if self.chunk is not None else len(self.rows)
 
 
 class ChunkReader(Protocol):

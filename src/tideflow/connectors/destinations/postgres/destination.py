@@ -6,6 +6,10 @@ the same table (invariant 2). Per batch and table: reduce the events per key
 with one statement per kind of change (see :mod:`.writer`). Tables and new columns are created
 before the data transaction (see :mod:`.tables`).
 
+A batch holding a snapshot chunk (``Batch.chunk``, COPY text from a Postgres source) is loaded
+with one COPY by :mod:`.bulk` when its lines fit the destination table as they are; otherwise,
+or when the COPY fails on data, the chunk is written as its ``op=r`` events like any batch.
+
 A batch failing on data (a value out of range, a constraint) is retried row group by row group
 inside savepoints (bisection) to find the offending keys; they are raised as
 :class:`~tideflow.engine.errors.PoisonRecord` with nothing of the batch committed, and the
@@ -21,6 +25,7 @@ import psycopg
 
 from tideflow.connectors.base import Destination, Problem
 from tideflow.connectors.destinations.postgres import dead_letters
+from tideflow.connectors.destinations.postgres.bulk import ChunkLoader
 from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
 from tideflow.connectors.destinations.postgres.staging import Stager
 from tideflow.connectors.destinations.postgres.tables import Catalog, DestTable
@@ -29,7 +34,7 @@ from tideflow.engine.errors import DeadLetter, PoisonRecord
 from tideflow.engine.reduce import Change, TableChanges, reduce
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError, TransientError
-from tideflow.events import Batch, ChangeEvent, Op, TableSchema
+from tideflow.events import Batch, ChangeEvent, Op, SnapshotChunk, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ Plan = list[tuple[TableChanges, DestTable]]
 
 class PostgresDestination(Destination[PostgresDestinationConfig]):
     connector = "postgresql"
+    #: the runtime hands snapshot chunks over as they are (see :meth:`write`)
+    takes_chunks = True
 
     def __init__(self, config: PostgresDestinationConfig, *, name: str) -> None:
         super().__init__(config, name=name)
@@ -53,6 +60,7 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         self._catalog: Catalog | None = None
         self._stager: Stager | None = None
         self._writer: Writer | None = None
+        self._loader: ChunkLoader | None = None
 
     def bind_source(self, info: SourceInfo) -> None:
         """Which source the events come from (recorded with dead letters)."""
@@ -106,6 +114,7 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         self._catalog = Catalog(self._conn, self.config)
         self._stager = Stager(self._conn)
         self._writer = Writer(self._conn, self.config, self._stager)
+        self._loader = ChunkLoader(self._conn, self.config)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -122,6 +131,10 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         return self._catalog.key_of(table)
 
     def write(self, batch: Batch) -> None:
+        if batch.chunk is not None:
+            if self._write_chunk(batch.chunk):
+                return
+            batch = Batch(batch.chunk.events(), batch.position, batch.last_commit_ts_ms)
         if not batch.events:
             return
         if self._conn is None or self._catalog is None or self._stager is None:
@@ -141,6 +154,23 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
                     raise
                 self._apply_isolating(plan)
         except psycopg.Error as exc:
+            raise self._classify(exc) from exc
+
+    def _write_chunk(self, chunk: SnapshotChunk) -> bool:
+        """Load ``chunk`` with COPY; False when it must be written as events instead."""
+        if self._conn is None or self._catalog is None or self._loader is None:
+            raise TransientError(f"{self._where()}: not connected")
+        try:
+            dest = self._catalog.ensure(chunk.table)
+            columns = self._loader.columns(chunk, dest)
+            if columns is None:
+                return False
+            with self._conn.transaction():
+                self._loader.load(chunk, dest, columns)
+            return True
+        except psycopg.Error as exc:
+            if _is_data_error(exc):
+                return False  # the per-row path finds the refused rows
             raise self._classify(exc) from exc
 
     def _apply(self, plan: Plan) -> None:

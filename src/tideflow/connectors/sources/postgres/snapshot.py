@@ -5,6 +5,12 @@ connection) and is used by one thread. Values are selected as text and converted
 same :class:`~.types.TypeMap` converters and column filter the streaming decoder uses, so a
 chunk row and a streamed change of the same row carry equal keys and values.
 
+Incremental chunks are read with ``COPY (SELECT ...) TO STDOUT`` and handed on as COPY text
+(a :class:`~tideflow.events.SnapshotChunk`, key columns first): no per-row Python work on the
+way to a Postgres destination, which loads the lines with COPY. The chunk's ``decode`` and
+``key`` (see :mod:`.copy_lines`) turn a line into the values a streamed change carries; the
+connection pins the same output styles as the replication session, so the text is the same.
+
 Watermarks are transactional logical messages (``pg_logical_emit_message(true, ...)``), each
 committed on its own before (low) or after (high) the chunk query (Postgres 14+ sends them
 through pgoutput). Chunk queries run in a READ ONLY transaction, so a user filter calling a
@@ -15,21 +21,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
-from tideflow.connectors.sources.postgres import catalog, connection
+from tideflow.connectors.sources.postgres import catalog, connection, copy_lines
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.selection import column_filter, split_table
-from tideflow.connectors.sources.postgres.types import TypeMap
+from tideflow.connectors.sources.postgres.types import BYTEA, TypeMap
 from tideflow.engine.snapshot import filters
 from tideflow.engine.snapshot.reader import ChunkRows, SnapshotError, TablePlan, TextKey
 from tideflow.engine.snapshot.watermark import PREFIX
-from tideflow.events import Column, TableSchema
+from tideflow.events import Column, SnapshotChunk, TableSchema
 
 _COLUMNS = """
 SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull
@@ -49,6 +55,7 @@ SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
 WHERE pg_xact_status(x) <> 'in progress'
 """
 _SETTLE_TRIES = 200
+T = TypeVar("T")
 
 
 class PostgresChunkReader:
@@ -60,6 +67,7 @@ class PostgresChunkReader:
         self._types = TypeMap(partial(catalog.pg_types, self._conn), config.binary_handling_mode)
         self._keep = column_filter(config)
         self._conv: dict[str, tuple[TablePlan, list[tuple[str, Any]]]] = {}
+        self._layouts: dict[str, tuple[TablePlan, copy_lines.Layout]] = {}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -133,20 +141,57 @@ class PostgresChunkReader:
         upto: TextKey | None,
         predicate: str | None,
     ) -> ChunkRows:
-        query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {}").format(
-            _key_text(plan),
-            _select(plan),
+        layout = self._layout(plan)
+        query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT").format(
+            sql.SQL(", ").join(map(sql.Identifier, layout.columns)),
             _ident(plan.schema.name),
             _where(plan, after, upto, predicate),
             _order(plan),
         )
-        raw = self._read_settled(query, _params(after, upto))
-        n = len(plan.key)
-        rows = [self._convert(plan, r[n:]) for r in raw]
-        return ChunkRows(rows, tuple(raw[-1][:n]) if raw else None)
+        params = _params(after, upto)
+        data = self._settled(lambda: self._copy_out(query, params))
+        rows = data.count(b"\n")
+        chunk = SnapshotChunk(
+            plan.schema,
+            layout.columns,
+            data,
+            rows,
+            layout.decode,
+            layout.key,
+            exact=layout.exact,
+        )
+        start = data.rfind(b"\n", 0, len(data) - 1) + 1
+        last = layout.key_text(data[start:-1]) if rows else None
+        return ChunkRows([], last, chunk)
 
-    def _read_settled(self, query: sql.Composed, params: list[str]) -> list[tuple[Any, ...]]:
-        """Run ``query`` on a snapshot no transaction was half-way through committing.
+    def _layout(self, plan: TablePlan) -> copy_lines.Layout:
+        cached = self._layouts.get(plan.schema.name)
+        if cached is None or cached[0] is not plan:
+            names = [c.name for c in plan.schema.columns]
+            order = [*plan.key, *(n for n in names if n not in plan.key)]
+            convert = dict(self._converters(plan))
+            oids = self._oids(plan.schema.name)
+            exact = self.config.binary_handling_mode == "bytes" or not any(
+                self._types.mapping(oids.get(n, 25)).base_oid == BYTEA for n in names
+            )
+            layout = copy_lines.Layout(
+                tuple(order), tuple(convert[n] for n in order), len(plan.key), exact
+            )
+            cached = self._layouts[plan.schema.name] = (plan, layout)
+        return cached[1]
+
+    def _copy_out(self, query: sql.Composed, params: list[str]) -> bytes:
+        buf = bytearray()
+        # psycopg merges COPY parameters client-side, and only when there are some: without,
+        # the %% a filter's % was doubled into would reach the server as it is.
+        statement = query if params else sql.SQL(query.as_string(self._conn).replace("%%", "%"))
+        with self._conn.cursor() as cur, cur.copy(statement, params or None) as copy:
+            for part in copy:
+                buf += part
+        return bytes(buf)
+
+    def _settled(self, run: Callable[[], T]) -> T:
+        """``run()`` on a snapshot no transaction was half-way through committing.
 
         A transaction's commit record is written before it becomes visible; one that committed
         just before the low watermark could still be invisible to a snapshot taken right
@@ -159,7 +204,7 @@ class PostgresChunkReader:
                 self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 finishing = self._conn.execute(_FINISHING).fetchone()
                 if finishing is None or not finishing[0]:
-                    return self._conn.execute(query, params).fetchall()
+                    return run()
             time.sleep(0.002)
         raise SnapshotError("transactions kept finishing while taking a chunk snapshot")
 
@@ -190,17 +235,20 @@ class PostgresChunkReader:
             for (name, convert), text in zip(converters, values, strict=True)
         }
 
+    def _oids(self, table: str) -> dict[str, int]:
+        return dict(
+            self._conn.execute(
+                "SELECT attname::text, atttypid::int8 FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (_ident(table).as_string(self._conn),),
+            ).fetchall()
+        )
+
     def _converters(self, plan: TablePlan) -> list[tuple[str, Any]]:
         table = plan.schema.name
         cached = self._conv.get(table)
         if cached is None or cached[0] is not plan:
-            oids: dict[str, int] = dict(
-                self._conn.execute(
-                    "SELECT attname::text, atttypid::int8 FROM pg_attribute"
-                    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                    (_ident(table).as_string(self._conn),),
-                ).fetchall()
-            )
+            oids = self._oids(table)
             conv = [
                 (c.name, self._types.mapping(oids.get(c.name, 25)).convert)
                 for c in plan.schema.columns
@@ -226,7 +274,12 @@ def _select(plan: TablePlan) -> sql.Composable:
 
 
 def _key_text(plan: TablePlan) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in plan.key)
+    # Aliased: an output column named like a key column would make ORDER BY sort by the text
+    # (ORDER BY prefers output column names), and Postgres sort and scan the whole table.
+    return sql.SQL(", ").join(
+        sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_tf_key_{i}"))
+        for i, k in enumerate(plan.key)
+    )
 
 
 def _order(plan: TablePlan) -> sql.Composable:

@@ -1,0 +1,164 @@
+"""Snapshot chunks (:class:`~tideflow.events.SnapshotChunk`) loaded with one COPY.
+
+A chunk's lines are the source's COPY text; when every field lands in a destination column of
+the type this destination maps its source column to (see :mod:`.types`), the text loads as it
+is, with the metadata columns appended to each line (the emission time, no LSN, ``__deleted``
+false), exactly the values the per-row path writes for an ``op=r`` event.
+
+Keyed tables (upsert mode, primary key): the chunk is COPYed straight into the table inside a
+savepoint — the common case, an initial snapshot into rows the destination does not have yet.
+A key already there (the chunk replayed after a crash, or a row streamed before the chunk's
+low watermark) makes that COPY fail with a unique violation; the savepoint is rolled back and
+the chunk goes through a staging table and ``INSERT ... ON CONFLICT DO UPDATE`` (invariant 2:
+a replay has no visible effect). Keyless tables and insert mode append, as the per-row path
+does. Everything runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors, sql
+
+from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
+from tideflow.connectors.destinations.postgres.tables import (
+    DELETED_COLUMN,
+    LSN_COLUMN,
+    TS_COLUMN,
+    DestTable,
+)
+from tideflow.connectors.destinations.postgres.types import column_type
+from tideflow.events import SnapshotChunk
+
+# format_type() spellings of the names column_type() uses.
+_ALIASES = {
+    "timestamptz": "timestamp with time zone",
+    "timestamp": "timestamp without time zone",
+    "timetz": "time with time zone",
+    "time": "time without time zone",
+    "varbit": "bit varying",
+    "bool": "boolean",
+    "int2": "smallint",
+    "int4": "integer",
+    "int": "integer",
+    "int8": "bigint",
+    "float4": "real",
+    "float8": "double precision",
+    "decimal": "numeric",
+    "varchar": "character varying",
+}
+_STAGE = sql.Identifier("_tf_snapshot_chunk")
+
+
+def canonical(type_name: str) -> str:
+    t = " ".join(type_name.strip().lower().split())
+    dims = ""
+    while t.endswith("[]"):
+        t, dims = t[:-2].rstrip(), dims + "[]"
+    return _ALIASES.get(t, t) + dims
+
+
+class ChunkLoader:
+    """Loads chunks for one destination connection; caches which layouts load as text."""
+
+    def __init__(
+        self, conn: psycopg.Connection[tuple[object, ...]], config: PostgresDestinationConfig
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self._columns: dict[tuple[object, ...], list[str] | None] = {}
+
+    def ident(self, name: str) -> str:
+        return name if self.config.quote_identifiers else name.lower()
+
+    def columns(self, chunk: SnapshotChunk, dest: DestTable) -> list[str] | None:
+        """The destination columns of the chunk's fields, or None when its lines cannot load
+        as they are (a value re-encoded by the source, a column of another type, a key the
+        destination cannot upsert by)."""
+        cache_key = (chunk.table, chunk.columns, tuple(dest.columns.items()), dest.key, dest.has_pk)
+        if cache_key in self._columns:
+            return self._columns[cache_key]
+        found = self._check(chunk, dest)
+        self._columns[cache_key] = found
+        return found
+
+    def _check(self, chunk: SnapshotChunk, dest: DestTable) -> list[str] | None:
+        cfg = self.config
+        if not chunk.exact:
+            return None
+        keyed = cfg.insert_mode == "upsert" and dest.key
+        if keyed and (cfg.primary_key_mode != "record_key" or not dest.has_pk):
+            return None  # the per-row path decides (and reports a missing key)
+        names = []
+        for name in chunk.columns:
+            col = chunk.table.column(name)
+            dest_name = self.ident(name)
+            have = dest.columns.get(dest_name)
+            if col is None or have is None or canonical(have) != canonical(column_type(col)):
+                return None
+            names.append(dest_name)
+        return names
+
+    def load(self, chunk: SnapshotChunk, dest: DestTable, columns: list[str]) -> None:
+        """Write the chunk's rows (inside the caller's transaction)."""
+        cfg = self.config
+        suffix = b""
+        meta: list[str] = []
+        if cfg.metadata_columns and TS_COLUMN in dest.columns and LSN_COLUMN in dest.columns:
+            suffix += b"\t%d\t\\N" % chunk.commit_ts_ms
+            meta += [TS_COLUMN, LSN_COLUMN]
+        if cfg.soft_delete and DELETED_COLUMN in dest.columns:
+            suffix += b"\tf"
+            meta.append(DELETED_COLUMN)
+        data = chunk.data.replace(b"\n", suffix + b"\n") if suffix else chunk.data
+        names = [*columns, *meta]
+        if not (cfg.insert_mode == "upsert" and dest.key):
+            self._copy(dest.qualified, names, data)
+            return
+        try:
+            with self.conn.transaction():  # a savepoint
+                self._copy(dest.qualified, names, data)
+            return
+        except errors.UniqueViolation:
+            pass  # some keys are there already: upsert the chunk instead
+        self._upsert(dest, names, data)
+
+    def _copy(self, table: sql.Composable, names: list[str], data: bytes) -> None:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, names))
+        )
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(data)
+
+    def _upsert(self, dest: DestTable, names: list[str], data: bytes) -> None:
+        self.conn.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                _STAGE, dest.qualified
+            )
+        )
+        self._copy(_STAGE, names, data)
+        cols = sql.SQL(", ").join(map(sql.Identifier, names))
+        updated = [c for c in names if c not in dest.key]
+        action: sql.Composable = sql.SQL("DO NOTHING")
+        if updated:
+            guard: sql.Composable = sql.SQL("TRUE")
+            if LSN_COLUMN in names:
+                # Snapshot rows carry no LSN, so this holds; kept for the writer's semantics.
+                guard = sql.SQL("(t.{c} IS NULL OR EXCLUDED.{c} IS NULL OR t.{c} <= EXCLUDED.{c})")
+                guard = guard.format(c=sql.Identifier(LSN_COLUMN))
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updated
+                ),
+                guard,
+            )
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                dest.qualified,
+                cols,
+                cols,
+                _STAGE,
+                sql.SQL(", ").join(map(sql.Identifier, dest.key)),
+                action,
+            )
+        )
+        self.conn.execute(sql.SQL("DROP TABLE {}").format(_STAGE))

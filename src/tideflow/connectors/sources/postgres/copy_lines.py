@@ -1,0 +1,74 @@
+"""Lines of ``COPY ... TO STDOUT`` text, read back into the values a streamed change carries.
+
+A line is the output text of each column (``\\N`` for NULL) separated by tabs; COPY escapes a
+backslash, tab, newline, carriage return, backspace, vertical tab and form feed inside a
+value. Once unescaped, a field is exactly what pgoutput sends for that value in a session with
+the same output styles, so the same :class:`~.types.TypeMap` converters apply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tideflow.connectors.sources.postgres.types import Converter
+
+_ESCAPE = re.compile(r"\\(.)")
+_UNESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_NULL = b"\\N"
+
+
+def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: _UNESCAPES.get(m[1], m[1]), text)
+
+
+def field_text(raw: bytes) -> str | None:
+    """One field of a line as the value's output text (None for NULL)."""
+    if raw == _NULL:
+        return None
+    return unescape(raw.decode())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The field order of a chunk's lines: the ``nkey`` key columns first, then the others."""
+
+    columns: tuple[str, ...]
+    converters: tuple[Converter | None, ...]
+    nkey: int
+    exact: bool  # see SnapshotChunk.exact
+    _fields: tuple[tuple[str, Converter | None], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_fields", tuple(zip(self.columns, self.converters, strict=True)))
+
+    def decode(self, line: bytes) -> dict[str, Any]:
+        """The row a line holds, as a streamed change's after image."""
+        row: dict[str, Any] = {}
+        for (name, convert), raw in zip(self._fields, line.split(b"\t"), strict=True):
+            if raw == _NULL:
+                row[name] = None
+                continue
+            text = raw.decode()
+            if "\\" in text:
+                text = unescape(text)
+            row[name] = convert(text) if convert is not None else text
+        return row
+
+    def key(self, line: bytes) -> tuple[Any, ...]:
+        """The values of the key columns of a line (only those fields are parsed)."""
+        n = self.nkey
+        out = []
+        for (_, convert), raw in zip(self._fields[:n], line.split(b"\t", n)[:n], strict=True):
+            text = field_text(raw)
+            out.append(text if text is None or convert is None else convert(text))
+        return tuple(out)
+
+    def key_text(self, line: bytes) -> tuple[str, ...]:
+        """The key columns' output text (how snapshot progress records keys)."""
+        n = self.nkey
+        # A NULL (surrogate) key part stays None, as a plain SELECT would return it.
+        return tuple(field_text(raw) for raw in line.split(b"\t", n)[:n])  # type: ignore[misc]
