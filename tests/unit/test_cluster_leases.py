@@ -119,3 +119,21 @@ def test_heartbeat_reports_a_drain_request_and_liveness_follows_the_ttl(store: S
     assert live_workers(store) == ["a"]
     a.set_state("stopped")
     assert live_workers(store) == []
+
+
+def test_a_second_process_under_a_live_id_waits_for_the_first_ones_heartbeat_to_age(
+    store: Store,
+) -> None:
+    first, second = Leases(store, "a", SHORT), Leases(store, "a", SHORT)
+    assert first.register(100) == 0
+    assert 0 < second.register(200) <= 0.5
+    time.sleep(0.6)
+    assert second.register(200) == 0  # the first one stopped heartbeating: the id is free
+    assert first.register(200) == 0  # the same process registering again is not a conflict
+
+
+def test_the_lease_of_a_deleted_unit_is_removed_on_release(store: Store) -> None:
+    a = Leases(store, "a", ClusterConfig())
+    assert a.acquire(SOURCE, "gone") == 1
+    assert a.release(SOURCE, "gone", 1, [], "source deleted", gone=True)
+    assert a.overview().leases == {}

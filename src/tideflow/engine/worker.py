@@ -170,10 +170,11 @@ class Worker:
     def reconcile(self) -> None:
         """One pass: compare the store with what runs and act on the difference."""
         now = time.monotonic()
+        if self.assignment is not None:
+            for sid in self.assignment.take_lost():  # first: even if the store is unreachable
+                self._abandon(sid)
         plan = everything = self._planner.load()
         if self.assignment is not None:
-            for sid in self.assignment.take_lost():
-                self._abandon(sid)
             plan = self.assignment.restrict(everything)
         self._reap(now)
         for sid, source in plan.sources.items():

@@ -225,8 +225,11 @@ class Keeper:
                 if sid in self._held
             ]
             why = "worker draining" if self._draining else "rebalancing"
+            known = set(self._candidates or ())
         for sid, generation, units in ready:
-            self.leases.release(SOURCE, sid, generation, units, f"{why} ({self.leases.owner})")
+            gone = sid not in known
+            detail = "source deleted" if gone else f"{why} ({self.leases.owner})"
+            self.leases.release(SOURCE, sid, generation, units, detail, gone=gone)
             with self._lock:
                 self._held.pop(sid, None)
                 self._releasing.discard(sid)

@@ -97,16 +97,27 @@ class Leases:
             row.units = sorted(units)
             return row.state
 
-    def register(self, pid: int) -> None:
-        """A worker process starting under this id: active again, whatever its past state."""
+    def register(self, pid: int) -> float:
+        """Start a worker process under this id: active again, whatever its past state.
+
+        Returns 0, or the seconds to wait first while another process (another pid or host)
+        still heartbeats under the same id: two processes with one id would take each
+        other's leases back and forth.
+        """
+        host = socket.gethostname()
         with self.store.session() as s:
             now = db_now(s)
             row = s.get(WorkerRow, self.owner, with_for_update=True)
             if row is None:
                 row = WorkerRow(id=self.owner, units=[])
                 s.add(row)
-            row.host, row.pid, row.state = socket.gethostname(), pid, ACTIVE
+            elif row.state != STOPPED and (row.pid, row.host) != (pid, host):
+                left = (aware(row.last_seen) + self.ttl - now).total_seconds()
+                if left > 0:
+                    return left
+            row.host, row.pid, row.state = host, pid, ACTIVE
             row.started_at = row.last_seen = now
+            return 0.0
 
     def set_state(self, state: str) -> None:
         set_worker_state(self.store, self.owner, state)
@@ -190,10 +201,18 @@ class Leases:
         return generation
 
     def release(
-        self, kind: str, unit_id: str, generation: int, units: list[str], detail: str
+        self,
+        kind: str,
+        unit_id: str,
+        generation: int,
+        units: list[str],
+        detail: str,
+        *,
+        gone: bool = False,
     ) -> bool:
         """Hand the unit over (after it stopped gracefully): the lease is free at once and the
-        unit's statuses say it is moving, in one transaction."""
+        unit's statuses say it is moving, in one transaction. The lease of a unit that no
+        longer exists (``gone``) is deleted."""
         with self.store.session() as s:
             now = db_now(s)
             row = s.get(Lease, (kind, unit_id), with_for_update=True)
@@ -201,6 +220,8 @@ class Leases:
                 return False
             row.owner = ""
             row.expires_at = now
+            if gone:
+                s.delete(row)
             s.add(
                 LeaseEvent(
                     kind=kind,

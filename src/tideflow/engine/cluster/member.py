@@ -51,7 +51,18 @@ class Member:
         )
 
     def run(self, stop: threading.Event) -> None:
-        self.leases.register(os.getpid())
+        warned = False
+        while (wait := self.leases.register(os.getpid())) > 0:
+            if not warned:
+                log.warning(
+                    "another process still heartbeats as worker %s; starting in %.0fs at most "
+                    "(when its heartbeat is older than the lease TTL)",
+                    self.worker_id,
+                    wait,
+                )
+                warned = True
+            if stop.wait(min(wait, 1.0)):
+                return
         self.keeper.start()
         self.worker.start()
         log.info("worker %s is running", self.worker_id)
