@@ -279,3 +279,22 @@ def test_rollup_and_sql_join_cannot_be_deployed(engine_server: Server) -> None:
                 assert r.status_code == 422, r.text
                 assert r.json()["code"] == "not_implemented"
                 assert f"of type {kind}" in r.json()["detail"]
+
+
+def test_permission_denied_is_terminal(lookup_db: str) -> None:
+    role = f"tf_noread_{lookup_db[-6:]}"
+    with psycopg.connect(pg.dsn(lookup_db), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+        conn.execute(f"GRANT USAGE ON SCHEMA crm TO {role}")
+    try:
+        r = runner(lookup_db, user=role, password="pw")
+        try:
+            with pytest.raises(TerminalError) as info:
+                r.run(inputs(1))
+            assert "enrich lookup in crm.customers failed: permission denied" in info.value.message
+        finally:
+            r.close()
+    finally:
+        with psycopg.connect(pg.dsn(lookup_db), autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

@@ -284,6 +284,11 @@ class Lookup:
                 error = exc
                 self.close()
                 time.sleep(0.5 * 2**attempt)
+            except psycopg.Error as exc:  # e.g. permission denied, table dropped meanwhile
+                self.close()
+                raise TerminalError(
+                    f"enrich lookup in {self.cfg.table_name} failed: {str(exc).strip()}"
+                ) from None
         raise TerminalError(
             f"enrich lookup in {self.cfg.table_name} on {self.cfg.hostname}:{self.cfg.port}/"
             f"{self.cfg.database} failed: {str(error).strip()}"
