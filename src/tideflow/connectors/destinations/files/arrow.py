@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -27,6 +28,8 @@ import pyarrow as pa
 from tideflow.engine.reduce import has_unchanged
 from tideflow.envelope import Renderer, json_value
 from tideflow.events import UNCHANGED, ChangeEvent, Column, Op, TableSchema
+
+_UPDATE = Op.UPDATE
 
 _INTS = {
     "int2": pa.int16(),
@@ -103,9 +106,14 @@ def _as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def _array(values: list[Any], type_: pa.DataType, column: Column) -> pa.Array:
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+
+
+def _array(values: Sequence[Any], type_: pa.DataType, column: Column) -> pa.Array:
     if pa.types.is_string(type_):
-        if column.kind != "json" and all(v is None or isinstance(v, str) for v in values):
+        # map(type) and a set run in C: no Python-level test per value.
+        if column.kind != "json" and set(map(type, values)) <= _STR_OR_NONE:
             return pa.array(values, pa.string())
         return pa.array([_as_text(v) for v in values], pa.string())
     try:
@@ -114,72 +122,133 @@ def _array(values: list[Any], type_: pa.DataType, column: Column) -> pa.Array:
         return pa.array([_as_text(v) for v in values], pa.string())
 
 
+def _columns(rows: list[dict[str, Any] | None], names: list[str]) -> list[Sequence[Any]]:
+    """The values of each of ``names`` across ``rows`` (None for a missing row or value).
+
+    The common case (every row has every column) is one ``itemgetter`` call per row and one
+    transpose, both in C, instead of a Python ``get`` per value.
+    """
+    if None not in rows:
+        try:
+            if len(names) == 1:
+                return [list(map(itemgetter(names[0]), rows))]  # type: ignore[arg-type]
+            return list(zip(*map(itemgetter(*names), rows), strict=True))  # type: ignore[arg-type]
+        except KeyError:  # e.g. a delete's before image that holds only the key
+            pass
+    return [[None if r is None else r.get(name) for r in rows] for name in names]
+
+
 def _image(
-    rows: Sequence[dict[str, Any] | None], table: TableSchema, types: Sequence[pa.DataType]
+    rows: list[dict[str, Any] | None], table: TableSchema, types: Sequence[pa.DataType]
 ) -> pa.StructArray:
-    arrays = []
-    for column, type_ in zip(table.columns, types, strict=True):
-        name = column.name
-        values = [None if r is None else r.get(name) for r in rows]
-        arrays.append(_array(values, type_, column))
-    mask = pa.array([r is None for r in rows], pa.bool_())
     names = [c.name for c in table.columns]
     if not names:
         return pa.array([None if r is None else {} for r in rows], pa.struct([]))
+    if rows.count(None) == len(rows):  # creates have no before image
+        return pa.nulls(len(rows), pa.struct(list(zip(names, types, strict=True))))
+    arrays = [
+        _array(values, type_, column)
+        for values, type_, column in zip(_columns(rows, names), types, table.columns, strict=True)
+    ]
+    mask = pa.array([r is None for r in rows], pa.bool_()) if None in rows else None
     return pa.StructArray.from_arrays(arrays, names=names, mask=mask)
 
 
-def _source(events: Sequence[ChangeEvent], renderer: Renderer) -> pa.StructArray:
+def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
+_COMMIT_TS, _TXID, _SNAPSHOT, _POSITION = (
+    attrgetter("commit_ts_ms"),
+    attrgetter("txid"),
+    attrgetter("snapshot"),
+    attrgetter("position"),
+)
+
+
+def _source(
+    events: Sequence[ChangeEvent], table: TableSchema, renderer: Renderer
+) -> pa.StructArray:
     info = renderer.info
     n = len(events)
+    string = pa.string()
+    snapshots = list(map(_SNAPSHOT, events))
     fields: dict[str, pa.Array] = {
-        "version": pa.array([info.version] * n, pa.string()),
-        "connector": pa.array([info.connector] * n, pa.string()),
-        "name": pa.array([info.name] * n, pa.string()),
-        "ts_ms": pa.array([e.commit_ts_ms for e in events], pa.int64()),
-        "snapshot": pa.array(["true" if e.snapshot else "false" for e in events], pa.string()),
-        "db": pa.array([info.db] * n, pa.string()),
-        "schema": pa.array([e.table.schema for e in events], pa.string()),
-        "table": pa.array([e.table.table for e in events], pa.string()),
-        "txId": pa.array([e.txid for e in events], pa.int64()),
+        "version": _constant(info.version, string, n),
+        "connector": _constant(info.connector, string, n),
+        "name": _constant(info.name, string, n),
+        "ts_ms": pa.array(list(map(_COMMIT_TS, events)), pa.int64()),
+        "snapshot": (
+            pa.array(["true" if s else "false" for s in snapshots], string)
+            if any(snapshots)
+            else _constant("false", string, n)
+        ),
+        "db": _constant(info.db, string, n),
+        "schema": _constant(table.schema, string, n),
+        "table": _constant(table.table, string, n),
+        "txId": pa.array(list(map(_TXID, events)), pa.int64()),
     }
-    for key in events[0].position:
-        values = [e.position.get(key) for e in events]
-        if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+    positions = list(map(_POSITION, events))
+    for key in positions[0]:
+        try:
+            values = list(map(itemgetter(key), positions))
+        except KeyError:
+            values = [p.get(key) for p in positions]
+        if set(map(type, values)) <= _INT_OR_NONE:  # bool is not an int here
             fields[key] = pa.array(values, pa.int64())
         else:
-            fields[key] = pa.array([_as_text(v) for v in values], pa.string())
+            fields[key] = pa.array([_as_text(v) for v in values], string)
     return pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
+
+
+_TYPES: dict[int, tuple[TableSchema, list[pa.DataType]]] = {}
+
+
+def _types(table: TableSchema) -> list[pa.DataType]:
+    """Column types of ``table``, computed once per schema object (a few per table)."""
+    hit = _TYPES.get(id(table))
+    if hit is None or hit[0] is not table:
+        if len(_TYPES) > 256:
+            _TYPES.clear()
+        hit = _TYPES[id(table)] = (table, [column_type(c) for c in table.columns])
+    return hit[1]
 
 
 def to_table(
     events: Sequence[ChangeEvent], table: TableSchema, renderer: Renderer, ts_ms: int
 ) -> pa.Table:
     """One file's rows: ``events`` all belong to ``table`` (one schema version)."""
-    types = [column_type(c) for c in table.columns]
-    afters: list[dict[str, Any] | None] = []
-    unchanged: list[list[str] | None] = []
-    for e in events:
-        after = e.after
-        if after is not None and e.op is Op.UPDATE and has_unchanged(after):
-            unchanged.append([k for k, v in after.items() if v is UNCHANGED])
-            after = {k: (None if v is UNCHANGED else v) for k, v in after.items()}
-        else:
-            unchanged.append(None)
-        afters.append(after)
-    befores = [e.before for e in events]
-    if any(b is not None and has_unchanged(b) for b in befores):
+    types = _types(table)
+    n = len(events)
+    ops = [e.op for e in events]
+    afters: list[dict[str, Any] | None] = [e.after for e in events]
+    unchanged: list[list[str] | None] | None = None
+    if _UPDATE in ops:
+        unchanged = [None] * n
+        for i, e in enumerate(events):
+            after = e.after
+            if after is not None and e.op is _UPDATE and has_unchanged(after):
+                unchanged[i] = [k for k, v in after.items() if v is UNCHANGED]
+                afters[i] = {k: (None if v is UNCHANGED else v) for k, v in after.items()}
+    befores: list[dict[str, Any] | None] = [e.before for e in events]
+    if befores.count(None) != n and any(b is not None and has_unchanged(b) for b in befores):
         befores = [
             None if b is None else {k: (None if v is UNCHANGED else v) for k, v in b.items()}
             for b in befores
         ]
+    string = pa.string()
     return pa.table(
         {
-            "op": pa.array([e.op.value for e in events], pa.string()),
-            "ts_ms": pa.array([ts_ms] * len(events), pa.int64()),
-            "source": _source(events, renderer),
+            # Op is a str enum: its members are the strings "c", "u", "d", ...
+            "op": pa.array(ops, string),
+            "ts_ms": _constant(ts_ms, pa.int64(), n),
+            "source": _source(events, table, renderer),
             "before": _image(befores, table, types),
             "after": _image(afters, table, types),
-            "__unchanged": pa.array(unchanged, pa.list_(pa.string())),
+            "__unchanged": (
+                pa.array(unchanged, pa.list_(string))
+                if unchanged is not None and any(unchanged)
+                else pa.nulls(n, pa.list_(string))
+            ),
         }
     )
