@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from tideflow.connectors.base import Problem, Source
-from tideflow.connectors.sources.postgres import catalog, connection, preflight, setup
+from tideflow.connectors.sources.postgres import catalog, connection, preflight, setup, signal
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.decoder import PgOutputDecoder
 from tideflow.connectors.sources.postgres.heartbeat import Heartbeat
@@ -32,6 +32,7 @@ from tideflow.connectors.sources.postgres.selection import Selection, column_fil
 from tideflow.connectors.sources.postgres.snapshot import PostgresChunkReader
 from tideflow.connectors.sources.postgres.types import TypeMap
 from tideflow.engine.snapshot.coordinator import Readers
+from tideflow.engine.snapshot.reader import ReaderFactory
 from tideflow.errors import TerminalError
 from tideflow.events import Commit, Record
 
@@ -63,6 +64,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._stream: ReplicationStream | None = None
         self._decoder: PgOutputDecoder | None = None
         self._heartbeat = Heartbeat(config)
+        self._signal = signal.table_of(config)  # watermarks as signal-table rows, if set
         self._emitted = 0  # highest Commit position handed to the runtime
         self._last_traffic = 0.0
 
@@ -78,7 +80,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
             info = setup.wait_released(sql, cfg.slot_name, 5)
             # invariant 5: a missing slot or one past our checkpoint means lost changes.
             setup.check_slot(info, cfg.slot_name, cfg.dbname, start)
-            setup.ensure_publication(sql, cfg.publication_name, Selection.of(cfg), cfg.dbname)
+            selection = Selection.of(cfg)
+            if self._signal is not None:
+                signal.create(sql, self._signal)
+                selection = signal.publish(selection, self._signal)
+            setup.ensure_publication(sql, cfg.publication_name, selection, cfg.dbname)
             if info is None:
                 info = setup.create_slot(sql, cfg.slot_name)
                 log.info("created replication slot %s", cfg.slot_name, extra={"source": self.name})
@@ -125,6 +131,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         if traffic:
             self._last_traffic = time.monotonic()
         self._emitted = max(self._emitted, decoder.last_commit_lsn)
+        if self._signal is not None and out:
+            return signal.as_messages(out, ".".join(self._signal))
         return out
 
     def _read(
@@ -199,16 +207,20 @@ class PostgresSource(Source[PostgresSourceConfig]):
         """``schema.table`` of every captured table (schema include lists expanded)."""
         selection = Selection.of(self.config)
         if self._sql is not None:
-            return catalog.captured_tables(self._sql, selection)
-        with connection.connect_sql(self.config) as sql:
-            return catalog.captured_tables(sql, selection)
+            found = catalog.captured_tables(self._sql, selection)
+        else:
+            with connection.connect_sql(self.config) as sql:
+                found = catalog.captured_tables(sql, selection)
+        hidden = ".".join(self._signal) if self._signal is not None else None
+        return [t for t in found if t != hidden]
 
     def snapshot_readers(self) -> Readers:
         """Chunk readers for the snapshot engine, each with its own plain connection."""
         cfg = self.config
-        return Readers(
-            partial(PostgresChunkReader, cfg), cfg.snapshot_chunk_size, cfg.snapshot_parallelism
-        )
+        factory: ReaderFactory = partial(PostgresChunkReader, cfg)
+        if self._signal is not None:
+            factory = partial(signal.SignalTableChunkReader, cfg, self._signal)
+        return Readers(factory, cfg.snapshot_chunk_size, cfg.snapshot_parallelism)
 
     def _write_heartbeat(self, now: float) -> None:
         if self._sql is None:
