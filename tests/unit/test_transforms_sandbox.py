@@ -176,3 +176,32 @@ def test_key_must_agree_with_the_value() -> None:
     assert isinstance(out, Failure) and "id=10" in out.message and "id=1" in out.message
     assert isinstance(output_of({"id": 1}, {}, None), Failure)
     assert output_of(None, {"id": 10}, None) == Output(None, {"id": 10})  # dropped anyway
+
+
+def test_javascript_batches_see_each_records_key_topic_and_timestamp() -> None:
+    code = {
+        "value_transform": (
+            "function _streamkap_transform(v, k, t, ts) "
+            "{ v.seen = [k, t, ts]; return v.id === 2 ? null : v; }"
+        ),
+    }
+    inputs = [
+        Input({"id": 1}, {"id": 1}, "public.a", 10),
+        Input({"id": 2}, {"id": 2}, "public.a", 11),
+        Input({"id": 3, "b": 4}, {"id": 3, "b": 4}, "public.b", 12),
+        Input({"id": 4}, {}, "public.c", 13),
+    ]
+    assert JavaScriptRunner(code, LIMITS).run(inputs) == [
+        Output({"id": 1, "seen": [{"id": 1}, "public.a", 10]}),
+        Output(None),
+        Output({"id": 3, "b": 4, "seen": [{"id": 3, "b": 4}, "public.b", 12]}),
+        Output({"id": 4, "seen": [{}, "public.c", 13]}),
+    ]
+    code["key_transform"] = "function _streamkap_transform_key(v, k) { return {id: v.id}; }"
+    code["topic_transform"] = "function _streamkap_transform_topic(v, k, t) { return [t, 'x.y']; }"
+    out = JavaScriptRunner(code, LIMITS).run(inputs)
+    assert out[0] == Output(
+        {"id": 1, "seen": [{"id": 1}, "public.a", 10]}, {"id": 1}, ("public.a", "x.y")
+    )
+    assert out[1] == Output(None, {"id": 2}, ("public.a", "x.y"))
+    assert out[3] == Output({"id": 4, "seen": [{}, "public.c", 13]}, {"id": 4}, ("public.c", "x.y"))

@@ -32,9 +32,20 @@ function __tideflow_one(a) {
 function __tideflow_call(json) {
   return JSON.stringify(__tideflow_one(JSON.parse(json)));
 }
-function __tideflow_batch(json) {
-  var items = JSON.parse(json), out = new Array(items.length);
-  for (var i = 0; i < items.length; i++) out[i] = __tideflow_one(items[i]);
+function __tideflow_only_value() {
+  return typeof _streamkap_transform_key !== 'function'
+    && typeof _streamkap_transform_topic !== 'function';
+}
+function __tideflow_batch(json, onlyValue) {
+  // [[[topic, [key field names]], ...], [[value, [key values], shape index, timestamp], ...]]:
+  // topic and key names once per batch, not once per record (less JSON to parse).
+  var b = JSON.parse(json), shapes = b[0], items = b[1], out = new Array(items.length);
+  for (var i = 0; i < items.length; i++) {
+    var it = items[i], shape = shapes[it[2]], names = shape[1], values = it[1], key = {};
+    for (var j = 0; j < names.length; j++) key[names[j]] = values[j];
+    var r = __tideflow_one([it[0], key, shape[0], it[3]]);
+    out[i] = onlyValue ? r[0] : r;
+  }
   return JSON.stringify(out);
 }
 """
@@ -42,6 +53,19 @@ function __tideflow_batch(json) {
 # batch never holds the GIL longer than one record could; when a batch overruns without any
 # single record doing so, the transform is slow rather than stuck and batches shrink.
 _FIRST_CHUNK = 512
+
+
+def _batch_json(chunk: list[Input]) -> str:
+    """The batch argument of ``__tideflow_batch`` (see the driver)."""
+    shapes: dict[tuple[str, tuple[str, ...]], int] = {}
+    items = []
+    for i in chunk:
+        shape = (i.topic, tuple(i.key))
+        index = shapes.get(shape)
+        if index is None:
+            index = shapes[shape] = len(shapes)
+        items.append((i.value, list(i.key.values()), index, i.timestamp))
+    return orjson.dumps((list(shapes), items)).decode()
 
 
 class CompileError(Exception):
@@ -82,6 +106,8 @@ class JavaScriptRunner:
         ctx.eval(_DRIVER)
         self._call = ctx.get("__tideflow_call")
         self._batch = ctx.get("__tideflow_batch")
+        # Without key and topic functions the batch returns values only (less JSON again).
+        self._only_value = bool(ctx.eval("__tideflow_only_value()"))
         return ctx
 
     def run(self, inputs: list[Input]) -> list[Result]:
@@ -91,9 +117,8 @@ class JavaScriptRunner:
             if len(chunk) == 1:
                 results.extend(self._one_by_one(chunk))
                 continue
-            arg = orjson.dumps([(i.value, i.key, i.topic, i.timestamp) for i in chunk]).decode()
             try:
-                outs = orjson.loads(self._batch(arg))
+                outs = orjson.loads(self._batch(_batch_json(chunk), self._only_value))
             except quickjs.JSException as exc:
                 # Some record threw or hit a limit: run the chunk again record by record so
                 # only that record fails, with its own message and line. Transforms keep no
@@ -108,7 +133,10 @@ class JavaScriptRunner:
                     self._chunk = max(1, self._chunk // 2)
                 results.extend(again)
                 continue
-            results.extend(output_of(o[0], o[1], o[2]) for o in outs)
+            if self._only_value:
+                results.extend(output_of(o, None, None) for o in outs)
+            else:
+                results.extend(output_of(o[0], o[1], o[2]) for o in outs)
         return results
 
     def _one_by_one(self, inputs: list[Input]) -> list[Result]:
