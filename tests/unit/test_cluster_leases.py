@@ -5,16 +5,24 @@ Run on SQLite and on a fresh Postgres metadata database: migration 0002 must app
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.support import pg
 from tideflow.engine.checkpoints import Checkpoints, Saved
-from tideflow.engine.cluster.leases import SOURCE, ClusterConfig, Leases, live_workers
+from tideflow.engine.cluster.leases import (
+    SOURCE,
+    ClusterConfig,
+    Leases,
+    bound_transactions,
+    live_workers,
+)
 from tideflow.engine.errors import Fenced
 from tideflow.store.db import Store
 from tideflow.store.models.cluster import LeaseEvent
@@ -137,3 +145,38 @@ def test_the_lease_of_a_deleted_unit_is_removed_on_release(store: Store) -> None
     assert a.acquire(SOURCE, "gone") == 1
     assert a.release(SOURCE, "gone", 1, [], "source deleted", gone=True)
     assert a.overview().leases == {}
+
+
+def test_a_worker_frozen_inside_a_checkpoint_transaction_does_not_block_a_takeover() -> None:
+    name = pg.create_database("tfcluster")
+    frozen_store, other = Store(pg.url(name)), Store(pg.url(name))
+    try:
+        for s in (frozen_store, other):
+            bound_transactions(s.engine)  # before the first connection
+        frozen_store.migrate()
+        a, b = Leases(frozen_store, "a", SHORT), Leases(other, "b", SHORT)
+        assert a.acquire(SOURCE, "s1") == 1
+        fence = a.fence(SOURCE, "s1", 1, lambda: None)
+        errors: list[Exception] = []
+
+        def frozen() -> None:
+            try:
+                with frozen_store.session() as s:
+                    fence.generation(s, "pipeline:p")  # holds the lease row FOR SHARE ...
+                    time.sleep(8)  # ... and freezes, idle in its transaction
+                    s.execute(text("SELECT 1"))
+            except DBAPIError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=frozen)
+        worker.start()
+        time.sleep(0.7)  # the lease expires while the transaction is frozen
+        started = time.monotonic()
+        assert b.acquire(SOURCE, "s1") == 2  # the server ended the frozen session
+        assert time.monotonic() - started < 5
+        worker.join()
+        assert errors, "the frozen transaction must have been ended by the server"
+    finally:
+        frozen_store.dispose()
+        other.dispose()
+        pg.drop_database(name)

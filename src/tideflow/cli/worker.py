@@ -94,7 +94,10 @@ def worker(
 
 
 def _migrated_store(url: str) -> Store:
+    from tideflow.engine.cluster.leases import bound_transactions
+
     store = Store(url)
+    bound_transactions(store.engine)
     for attempt in range(5):
         try:
             store.migrate()

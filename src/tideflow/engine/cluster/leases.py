@@ -17,8 +17,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Engine, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -264,6 +265,27 @@ class Leases:
         self, kind: str, unit_id: str, generation: int, on_lost: Callable[[], None]
     ) -> LeaseFence:
         return LeaseFence(self.owner, kind, unit_id, generation, on_lost)
+
+
+# A worker frozen or cut off in the middle of a transaction (after the fence's FOR SHARE, say)
+# would hold its row locks until TCP gives up, and a takeover waits on those locks: Postgres
+# ends such a session after a few idle seconds, well inside the lease TTL.
+SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "3s", "lock_timeout": "5s"}
+
+
+def bound_transactions(engine: Engine) -> None:
+    """Apply :data:`SESSION_SETTINGS` to every Postgres connection of a worker's store."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _settings(dbapi_conn: Any, _: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        with dbapi_conn.cursor() as cur:
+            for name, value in SESSION_SETTINGS.items():
+                cur.execute(f"SET {name} = '{value}'")
+        dbapi_conn.autocommit = autocommit
 
 
 def mark_moving(s: Session, units: list[str], previous_owner: str, message: str) -> None:
