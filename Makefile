@@ -60,7 +60,8 @@ chaos: install services ## Long chaos/soak loops: 20 rounds of random faults, 60
 	$(BIN)/pytest --timeout 3600 tests/chaos tests/e2e -k 'chaos or soak or survives or pause or kill' $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install services ## All benchmarks; prints figures and writes bench/results/ (takes a while)
+bench: install services ## All benchmarks incl. the side-by-side run vs Debezium Server (takes hours)
+	$(BIN)/python -m bench.compare
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.metrics_overhead
 	$(BIN)/python -m bench.transforms_bench --repeat 3
@@ -68,7 +69,8 @@ bench: install services ## All benchmarks; prints figures and writes bench/resul
 	$(BIN)/python -m bench.mysql_bench
 
 .PHONY: bench-quick
-bench-quick: install services ## Benchmark smoke run (a few minutes): 200k rows, 300k-row transaction
+bench-quick: install services ## Benchmark smoke run (a few minutes each): smaller N, fewer repetitions
+	$(BIN)/python -m bench.compare --quick
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.metrics_overhead --rows 100000 --repeat 1
 	$(BIN)/python -m bench.transforms_bench --rows 50000

@@ -1,0 +1,168 @@
+"""``python -m bench.compare [--quick] [--only ...]``: the side-by-side run of issue 9.
+
+Writes ``bench/results/<date>-compare[-quick].json`` (with the top-level ``summary``), the
+Markdown table next to it (``.md``) and a py-spy profile of Tideflow's streaming hot path
+(``-tideflow.speedscope.json``, open it in https://www.speedscope.app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from tests.support import pg
+
+from bench.compare import measure, report, workloads
+from bench.compare.contenders import DEBEZIUM_TUNING, Debezium, Tideflow
+from bench.run import machine
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+WORKLOADS = ("large_tx", "single_row_tx", "latency", "snapshot", "peak_rss", "profile")
+
+
+def log(line: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S} load {os.getloadavg()[0]:.1f}] {line}", flush=True)
+
+
+def describe() -> dict[str, Any]:
+    info = machine()
+    with open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    info["cpu_model"] = model
+    with psycopg.connect(pg.dsn()) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        info["postgres"] = row[0] if row else ""
+    kafka = sorted(Path("/var/cache/tideflow").glob("kafka-*"))
+    info["kafka"] = kafka[-1].name.removeprefix("kafka-") if kafka else ""
+    # Tideflow runs from this working tree: record the commit and any uncommitted changes to
+    # src/ (other work in progress changes what is measured).
+    git = ["git", "-C", str(RESULTS.parents[1])]
+    info["tideflow_commit"] = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    info["tideflow_uncommitted_src"] = subprocess.run(
+        [*git, "diff", "--name-only", "HEAD", "--", "src"], capture_output=True, text=True
+    ).stdout.split()
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run of a few minutes")
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help="subset of " + ",".join(WORKLOADS)
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="large-transaction stream")
+    parser.add_argument("--single-tx", type=int, default=200_000, help="single-row transactions")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each stream")
+    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--snapshot-rows", type=int, default=5_000_000)
+    parser.add_argument("--snapshot-reps", type=int, default=1)
+    parser.add_argument("--big-tx", type=int, default=2_000_000)
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.single_tx, args.reps, args.seconds = 100_000, 20_000, 2, 15
+        args.snapshot_rows, args.big_tx = 200_000, 300_000
+    only = set(args.only.split(","))
+    suffix = "-compare-quick" if args.quick else "-compare"
+    stem = f"{datetime.now(UTC):%Y-%m-%d}{suffix}"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stem}.json"
+    base = Path(os.environ.get("TIDEFLOW_BENCH_DIR", tempfile.gettempdir())) / "tideflow-compare"
+    work = base / str(time.time_ns())
+    work.mkdir(parents=True)
+
+    log("fetching Debezium Server (cached after the first run) and starting tideflow serve")
+    ctx = measure.Context(tideflow=Tideflow(work), debezium=Debezium(work), work=work)
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(),
+        "machine": describe(),
+        "load_average": {"start": os.getloadavg()},
+        "versions": {"debezium_server": ctx.debezium.version},
+        "args": vars(args),
+        "settings": {
+            "sink": "Kafka 127.0.0.1:9092, one-partition topic per run created by the harness "
+            "(LogAppendTime), JSON Debezium envelope without schemas, acks=all, idempotent "
+            "producer, lz4",
+            "debezium": {
+                **DEBEZIUM_TUNING,
+                "debezium.source.decimal.handling.mode": "string",
+                "debezium.source.offset.flush.interval.ms": "0",
+                "jvm": "java -cp <runner>:conf:lib/* io.debezium.server.Main (run.sh, no "
+                "JAVA_OPTS: default heap sizing)",
+            },
+            "tideflow": "tideflow serve with the embedded worker; Kafka destination defaults "
+            "(linger.ms=5, lz4, acks=all, idempotent); snapshot.chunk.size=10000, "
+            "snapshot.parallelism=2",
+            "recvlogical": "pg_recvlogical --start -o proto_version=1 -o publication_names=<pub> "
+            "-E <end lsn> -f /dev/null",
+        },
+        "runs": {},
+    }
+
+    def save() -> None:
+        results["load_average"]["end"] = os.getloadavg()
+        results["summary"] = report.summarize(results["runs"])
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (RESULTS / f"{stem}.md").write_text(report.markdown(results))
+
+    contenders = ["tideflow", "debezium", "recvlogical"]
+    try:
+        if "large_tx" in only:
+            log(f"streaming: {args.rows:,} rows in 100k-row transactions, {args.reps} reps")
+            results["runs"]["large_tx"] = measure.streaming(
+                ctx, workloads.bulk(args.rows), args.reps, contenders, log
+            )
+            save()
+        if "single_row_tx" in only:
+            log(f"streaming: {args.single_tx:,} single-row transactions (6:3:1 I/U/D)")
+            results["runs"]["single_row_tx"] = measure.streaming(
+                ctx, workloads.mix(args.single_tx), args.reps, contenders, log
+            )
+            save()
+        if "latency" in only:
+            log(f"latency: {args.rate:,} rows/s for {args.seconds:.0f} s")
+            results["runs"]["latency"] = [
+                measure.latency(ctx, name, args.rate, args.seconds, log)
+                for name in ("tideflow", "debezium")
+            ]
+            save()
+        if "snapshot" in only:
+            log(f"snapshot: {args.snapshot_rows:,} rows, {args.snapshot_reps} reps")
+            results["runs"]["snapshot"] = measure.snapshot(
+                ctx, args.snapshot_rows, args.snapshot_reps, log
+            )
+            save()
+        if "peak_rss" in only:
+            log(f"peak RSS: one {args.big_tx:,}-row transaction")
+            results["runs"]["peak_rss"] = measure.peak_rss(
+                ctx, args.big_tx, workloads.bulk(args.big_tx, per_tx=args.big_tx), log
+            )
+            save()
+        if "profile" in only:
+            log("profile: py-spy on an extra Tideflow large-transaction run (not counted)")
+            results["profile"] = measure.profile(
+                ctx,
+                workloads.bulk(min(args.rows, 300_000)),
+                RESULTS / f"{stem}-tideflow.speedscope.json",
+            )
+            save()
+    finally:
+        ctx.tideflow.close()
+        ctx.debezium.stop()
+        save()
+    print(report.markdown(results))
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
