@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -308,3 +309,23 @@ def test_quoted_and_odd_column_names() -> None:
     assert isinstance(event, ChangeEvent)
     assert event.table.name == "My Schema.MixedCase"
     assert event.after == {"Id": 1, 'we\'ird "name"': "v"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"2024-01-02 03:04:05.123456+00", datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
+        (b"2024-01-02 03:04:05+02", datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)),
+        (b"2024-01-02 03:04:05", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        (b"infinity", "infinity"),
+        (b"0044-03-15 12:00:00+00 BC", "0044-03-15 12:00:00+00 BC"),
+        (None, None),
+    ],
+    ids=["utc", "offset", "no-offset", "infinity", "bc", "null"],
+)
+def test_timestamptz_values_in_a_tuple(text: bytes | None, value: Any) -> None:
+    columns = [("id", 23, -1, True), ("at", 1184, -1, False), ("n", 23, -1, False)]
+    (event,) = feed(decoder(), relation(1, "t", columns), insert(1, [b"1", text, b"2"]))
+    assert isinstance(event, ChangeEvent) and event.after == {"id": 1, "at": value, "n": 2}
+    at = event.after["at"]
+    assert not isinstance(at, datetime) or at.tzinfo is UTC

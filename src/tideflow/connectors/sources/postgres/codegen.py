@@ -12,9 +12,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from tideflow.connectors.sources.postgres.types import Converter
+from tideflow.connectors.sources.postgres.types import TIMESTAMPTZ, Converter
 from tideflow.events import UNCHANGED
 
 #: ``decode(buf, pos) -> (row, next_pos)``: ``pos`` points at the TupleData's column count.
@@ -66,14 +67,30 @@ def build_tuple_decoder(columns: Sequence[ColumnPlan]) -> TupleDecoder:
         f"        raise fail('expected {n} columns, got %d' % ((buf[p] << 8) | buf[p + 1]))",
         "    p += 2",
     ]
-    names: dict[str, Any] = {"U": UNCHANGED, "i32": _INT32, "fail": _fail}
+    names: dict[str, Any] = {
+        "U": UNCHANGED,
+        "i32": _INT32,
+        "fail": _fail,
+        "ISO": datetime.fromisoformat,
+        "UTC": UTC,
+    }
     out = []
     for i, plan in enumerate(columns):
         names[f"c{i}"] = plan.convert
         lines.append("    k = buf[p]")
         lines.append("    if k == 116:")  # 't'
         lines.append("        e = p + 5 + i32(buf, p + 1)[0]")
-        if plan.keep:
+        if plan.keep and plan.convert is TIMESTAMPTZ:
+            # Inlined: a Python-level converter call costs as much as the parse itself.
+            lines += [
+                "        try:",
+                f"            v{i} = ISO(buf[p + 5:e].decode())",
+                f"            if v{i}.tzinfo is not UTC:",
+                f"                v{i} = c{i}(buf[p + 5:e].decode())",
+                "        except ValueError:",  # infinity, BC: the converter keeps the text
+                f"            v{i} = c{i}(buf[p + 5:e].decode())",
+            ]
+        elif plan.keep:
             lines.append(f"        v{i} = {_value_expr(i, plan)}")
         lines.append("        p = e")
         if plan.keep:

@@ -89,6 +89,9 @@ def _timestamptz(text: str) -> datetime | str:
         return text
 
 
+#: The timestamptz converter; :mod:`.codegen` inlines its common (UTC) case.
+TIMESTAMPTZ: Final = _timestamptz
+
 _PG_INTERVAL = re.compile(
     r"^(?:(?P<y>[+-]?\d+) years? ?)?(?:(?P<mo>[+-]?\d+) mons? ?)?(?:(?P<d>[+-]?\d+) days? ?)?"
     r"(?:(?P<sign>[+-])?(?P<h>\d+):(?P<mi>\d+):(?P<s>\d+(?:\.\d+)?))?$"
