@@ -17,6 +17,7 @@ import inspect
 import logging
 import queue
 import threading
+from operator import attrgetter
 from typing import Any
 
 from tideflow.connectors import registry
@@ -35,6 +36,8 @@ from tideflow.errors import TerminalError, TideflowError
 from tideflow.events import Batch, Op
 
 log = logging.getLogger(__name__)
+
+_TABLE = attrgetter("table")
 
 
 class Aborted(Exception):
@@ -239,9 +242,19 @@ class PipelineRunner:
             return Batch([], batch.position, batch.last_commit_ts_ms, 0)
         if topics is None or not batch.events:
             return batch
-        events = [e for e in batch.events if e.table.name in topics]
-        if len(events) == len(batch.events):
+        # One test per distinct table object, not per event (TableSchema.name is a property
+        # that builds a string); map, count, zip and dict() run in C.
+        schemas = list(map(_TABLE, batch.events))
+        first = schemas[0]
+        if schemas.count(first) == len(schemas):  # count compares identities first
+            if first.name in topics:
+                return batch
+            return Batch([], batch.position, batch.last_commit_ts_ms, batch.bytes)
+        tables = dict(zip(map(id, schemas), schemas, strict=True))
+        keep = {i for i, t in tables.items() if t.name in topics}
+        if len(keep) == len(tables):
             return batch
+        events = [e for e in batch.events if id(e.table) in keep]
         return Batch(events, batch.position, batch.last_commit_ts_ms, batch.bytes)
 
     def _deliver(self, dest: Destination[Any], batch: Batch) -> None:
