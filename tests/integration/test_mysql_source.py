@@ -239,8 +239,11 @@ def test_ack_and_resume_from_checkpoint_has_no_gaps(db: str, make_source: Factor
     commits = [r for r in got if isinstance(r, Commit) and not r.heartbeat]
     checkpoint = commits[3]  # rows 0..3 are durable
     src.ack(checkpoint.position)
+    # After a reopen the runtime acknowledges batches an earlier instance delivered: positions
+    # ahead of this instance are progress, not an error (the binlog releases nothing).
+    src.ack(commits[-1].position)
     with pytest.raises(TerminalError):
-        src.ack({"binlog_file": "mariadb-bin.999999", "binlog_pos": 4})
+        src.ack({"binlog_file": "", "binlog_pos": 4})
     src.close()
     mysql.execute(*(f"INSERT INTO `{db}`.t VALUES ({i}, {i})" for i in range(10, 15)))
     again = make_source(**keys)

@@ -88,67 +88,127 @@ def table_checksum(db: str, table: str, columns: str, order_by: str = "1") -> tu
     return int(rows[0][0]), str(rows[0][1])
 
 
-@contextmanager
-def scratch_server(*options: str, port: int = 3317) -> Iterator[int]:
-    """A throw-away mariadbd on another loopback port (own temp datadir), e.g. without binlog.
+# A binlog like the shared server's (scripts/services/mariadb.sh): what the mariadb source needs.
+BINLOG_OPTIONS = (
+    "--log-bin=mariadb-bin",
+    "--server-id=1",
+    "--binlog-format=ROW",
+    "--binlog-row-image=FULL",
+    "--binlog-row-metadata=FULL",
+    "--gtid-strict-mode=ON",
+)
 
-    Root over TCP has an empty password. The server is stopped and its files removed on exit.
+
+class ScratchServer:
+    """A throw-away mariadbd on another loopback port with its own temp datadir.
+
+    Root over TCP has an empty password. :meth:`restart` keeps the datadir (and binlogs), so a
+    test can restart "the source database" without disturbing the shared server other tests use.
     """
-    import shutil
-    import signal
-    import subprocess
-    import tempfile
-    import time
-    from pathlib import Path
 
-    base = Path(tempfile.mkdtemp(prefix="tf-mariadb-"))
-    shutil.chown(base, "mysql", "mysql")
-    data = base / "data"
-    subprocess.run(
-        [
-            "mariadb-install-db",
-            "--no-defaults",
-            f"--datadir={data}",
-            "--user=mysql",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    proc = subprocess.Popen(
-        [
-            "mariadbd",
-            "--no-defaults",
-            f"--datadir={data}",
-            "--user=mysql",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            f"--socket={base}/sock",
-            f"--pid-file={base}/pid",
-            "--innodb-buffer-pool-size=16M",
-            *options,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
+    def __init__(self, *options: str, port: int) -> None:
+        import shutil
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        self.options = options
+        self.port = port
+        self.base = Path(tempfile.mkdtemp(prefix="tf-mariadb-"))
+        shutil.chown(self.base, "mysql", "mysql")
+        self.data = self.base / "data"
+        # Private temp files: concurrent installs in one /tmp clash on temp table names.
+        self.tmp = self.base / "tmp"
+        self.tmp.mkdir()
+        shutil.chown(self.tmp, "mysql", "mysql")
+        self.proc: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                f"--tmpdir={self.tmp}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self, timeout: float = 60) -> None:
+        import subprocess
+        import time
+
+        self.proc = proc = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--user=mysql",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.base}/sock",
+                f"--pid-file={self.base}/pid",
+                f"--tmpdir={self.tmp}",
+                f"--log-error={self.base}/error.log",
+                "--innodb-buffer-pool-size=16M",
+                *self.options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                connect(port=port).close()
-                break
+                connect(port=self.port).close()
+                return
             except pymysql.err.MySQLError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("scratch mariadbd did not start") from None
+                    log = (self.base / "error.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"scratch mariadbd did not start: {log}") from None
                 time.sleep(0.2)
-        yield port
-    finally:
+
+    def stop(self, timeout: float = 60) -> None:
+        """A clean shutdown (SIGTERM), like ``mariadb-admin shutdown``."""
+        import signal
+        import subprocess
+
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def scratch_server(*options: str, port: int = 3317) -> Iterator[int]:
+    """A running :class:`ScratchServer` (e.g. without binlog); yields its port."""
+    with scratch(*options, port=port) as server:
+        yield server.port
+
+
+@contextmanager
+def scratch(*options: str, port: int = 3317) -> Iterator[ScratchServer]:
+    """A running :class:`ScratchServer`, stopped and its files removed on exit."""
+    server = ScratchServer(*options, port=port)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

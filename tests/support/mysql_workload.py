@@ -91,9 +91,16 @@ def upsert(cur: Any, db: str, values: dict[str, Any]) -> None:
     cur.execute(f"REPLACE INTO `{db}`.`t` ({cols}) VALUES ({marks})", params)
 
 
-def random_ops(db: str, rng: random.Random, n: int, keys: int, extra: bool = False) -> None:
+def random_ops(
+    db: str,
+    rng: random.Random,
+    n: int,
+    keys: int,
+    extra: bool = False,
+    port: int = mysql.PORT,
+) -> None:
     """``n`` transactions of 1 to 5 inserts/updates/deletes on keys ``1..keys``."""
-    with mysql.connect(autocommit=False) as conn, conn.cursor() as cur:
+    with mysql.connect(autocommit=False, port=port) as conn, conn.cursor() as cur:
         cur.execute("SET SESSION sql_mode = ''")  # zero dates
         columns = {r[0] for r in _q(cur, f"SHOW COLUMNS FROM `{db}`.`t`")}
         for _ in range(n):
@@ -158,18 +165,18 @@ def _fold(columns: list[str], rows: list[Any]) -> dict[Any, tuple[Any, ...]]:
     }
 
 
-def source_columns(db: str) -> list[str]:
-    return [r[0] for r in mysql.execute(f"SHOW COLUMNS FROM `{db}`.`t`")]
+def source_columns(db: str, port: int = mysql.PORT) -> list[str]:
+    return [r[0] for r in mysql.execute_on(port, f"SHOW COLUMNS FROM `{db}`.`t`")]
 
 
-def source_rows(db: str, columns: list[str]) -> dict[Any, tuple[Any, ...]]:
+def source_rows(db: str, columns: list[str], port: int = mysql.PORT) -> dict[Any, tuple[Any, ...]]:
     cols = ", ".join(f"`{c}`" for c in columns)
-    rows = mysql.execute("SET time_zone = '+00:00'", f"SELECT {cols} FROM `{db}`.`t`")
+    rows = mysql.execute_on(port, "SET time_zone = '+00:00'", f"SELECT {cols} FROM `{db}`.`t`")
     return _fold(columns, rows)
 
 
-def mysql_rows(db: str, columns: list[str]) -> dict[Any, tuple[Any, ...]]:
-    return source_rows(db, columns)
+def mysql_rows(db: str, columns: list[str], port: int = mysql.PORT) -> dict[Any, tuple[Any, ...]]:
+    return source_rows(db, columns, port)
 
 
 def pg_rows(dbname: str, columns: list[str], schema: str = "public") -> dict[Any, tuple[Any, ...]]:

@@ -26,6 +26,7 @@ import orjson
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
+    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 SIGNAL_TABLE = signal.TABLE
 HEARTBEAT_TABLE = "tideflow_heartbeat"
 _TXN_END_QUERIES = ("COMMIT", "ROLLBACK")
+_MARIADB_GTID_STANDALONE = 0x01  # FL_STANDALONE: no Xid/COMMIT follows (DDL)
 
 
 def default_state_dir(name: str) -> Path:
@@ -176,14 +178,13 @@ class MySQLSource(Source[MySQLSourceConfig]):
         return out
 
     def ack(self, position: dict[str, Any]) -> None:
-        """Record progress; the binlog has nothing to release upstream (see module doc)."""
-        pos = from_dict(position)
-        if self._emitted is not None and pos.sort_key() > self._emitted.sort_key():
-            raise TerminalError(
-                f"ack of {position} beyond the last delivered commit {self._emitted.to_dict()}",
-                code="invalid_position",
-            )
-        self._acked = pos
+        """Record progress; the binlog has nothing to release upstream (see module doc).
+
+        The position may be ahead of what this instance has delivered: after a reopen, the
+        pipelines still write batches read by the previous instance (the reopen went back to
+        the oldest durable checkpoint) and acknowledge those positions.
+        """
+        self._acked = from_dict(position)
 
     def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -224,6 +225,9 @@ class MySQLSource(Source[MySQLSourceConfig]):
             self._end_txn(ev)
         elif isinstance(ev, MariadbGtidEvent):
             assert self._gtids is not None
+            # MariaDB writes no BEGIN query: the GTID event opens the transaction, unless it
+            # is standalone (DDL), whose single statement ends it.
+            self._in_txn = not ev.flags & _MARIADB_GTID_STANDALONE
             self._gtids.begin_mariadb(ev.domain_id, ev.server_id, ev.gtid_seq_no)
         elif isinstance(ev, GtidEvent):
             assert self._gtids is not None
@@ -235,9 +239,27 @@ class MySQLSource(Source[MySQLSourceConfig]):
                 self._file = ev.ident
                 self._set_boundary(ev.packet.log_pos)
         elif isinstance(ev, RotateEvent):
+            self._forget_table_ids()
             self._file = ev.next_binlog
             if ev.timestamp != 0 and not self._in_txn:  # a real rotation, not the stream start
                 self._set_boundary(ev.position)
+        elif isinstance(ev, FormatDescriptionEvent):  # the start of a binlog file
+            self._forget_table_ids()
+
+    def _forget_table_ids(self) -> None:
+        """Drop table-id mappings at a binlog file boundary.
+
+        Table ids only hold within one server run, and a new file may follow a restart that
+        numbers tables afresh. ``mysql-replication`` forgets its ids only at a *timestamped*
+        rotate, not at the fake one the server sends when a reader crosses into the file a
+        restart began, so a rows event of an uncaptured table (whose table map it filtered
+        out) would be taken for the captured table that had its id before the restart:
+        wrong rows written to the destination, or a decode error. Every transaction carries
+        its table maps again, so forgetting is always safe.
+        """
+        self._decoders.clear()
+        if self._reader is not None:
+            self._reader.table_map.clear()
 
     def _set_boundary(self, pos: int) -> None:
         assert self._gtids is not None
@@ -367,6 +389,12 @@ class MySQLSource(Source[MySQLSourceConfig]):
         dec = self._decoders.get(ev.table_id)
         if dec is None:
             return
+        if ev.number_of_columns != len(ev.columns):  # never decode with another table's map
+            raise TerminalError(
+                f"a rows event of table id {ev.table_id} has {ev.number_of_columns} columns but "
+                f"its table map ({dec.schema.name}) has {len(ev.columns)}",
+                code="decode_error",
+            )
         ts = ev.timestamp * 1000
         position = {"binlog_file": self._file, "binlog_pos": ev.packet.log_pos}
         assert self._gtids is not None

@@ -24,6 +24,7 @@ from typing import Any, TypeAlias
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
+    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
@@ -67,6 +68,7 @@ EVENTS = [
     MariadbGtidEvent,
     GtidEvent,
     RotateEvent,
+    FormatDescriptionEvent,
     HeartbeatLogEvent,
 ]
 
