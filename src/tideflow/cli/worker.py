@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 from types import FrameType
 
@@ -153,6 +154,7 @@ def list_workers(database_url: str | None = DatabaseUrl) -> None:
     from rich.table import Table
     from sqlalchemy import select
 
+    from tideflow.engine.cluster.leases import aware
     from tideflow.store.models.cluster import WorkerRow
 
     if not database_url:
@@ -164,7 +166,7 @@ def list_workers(database_url: str | None = DatabaseUrl) -> None:
             rows = list(s.scalars(select(WorkerRow).order_by(WorkerRow.id)))
         table = Table("id", "host", "state", "last seen (UTC)", "units")
         for r in rows:
-            seen = r.last_seen.strftime("%Y-%m-%d %H:%M:%S")
+            seen = aware(r.last_seen).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(r.id, r.host, r.state, seen, ", ".join(r.units or []))
         Console().print(table)
     finally:
