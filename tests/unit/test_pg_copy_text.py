@@ -166,3 +166,17 @@ def test_lines_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(chunks) == 3
     assert "".join(chunks) == "".join(_psycopg(r) for r in rows)
     assert list(RowRenderer(None, "utf-8").lines(["bigint"], [])) == []
+
+
+@pytest.mark.parametrize(("dest_type", "value"), CASES)
+def test_rows_read_from_a_dict_render_the_same(dest_type: str, value: Any) -> None:
+    renderer = RowRenderer(None, "utf-8")
+    types = [dest_type, "bigint", "bigint"]
+    line = renderer.render_dict(types, ['it\'s "odd"'])({'it\'s "odd"': value}, 5, None)
+    assert line == renderer.render(types)((value, 5, None)) == _psycopg((value, 5, None))
+
+
+def test_a_dict_row_missing_columns_renders_them_as_null() -> None:
+    render = RowRenderer(None, "utf-8").render_dict(["bigint", "text", "bigint"], ["id", "x"])
+    assert render({"id": 1}, 7) == "1\t\\N\t7\n"
+    assert RowRenderer(None, "utf-8").render_dict([], [])({}) == "\n"

@@ -67,6 +67,7 @@ def escape(text: str) -> str:
 _MODIFIER = re.compile(r"\([^)]*\)")
 
 Render = Callable[[Sequence[Any]], str]
+DictRender = Callable[..., str]  # (row: dict, *extra) -> str
 
 
 class RowRenderer:
@@ -76,6 +77,7 @@ class RowRenderer:
         self._tx = adapt.Transformer(context)
         self._encoding = encoding
         self._cache: dict[tuple[str, ...], Render] = {}
+        self._dict_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], DictRender] = {}
         self._utc = _timestamp_formatter("+00")
         self._naive = _timestamp_formatter("")
 
@@ -95,12 +97,32 @@ class RowRenderer:
             fn = self._cache[key] = self._build(key)
         return fn
 
-    def _build(self, types: tuple[str, ...]) -> Render:
+    def _build(self, types: tuple[str, ...], keys: tuple[str, ...] | None = None) -> Any:
+        """``render(row)`` unpacking a sequence, or with ``keys`` ``render(row, *extra)``
+        reading a dict."""
         names = [f"v{i}" for i in range(len(types))]
         parts = [_expression(n, t) for n, t in zip(names, types, strict=True)]
-        unpack = f"{', '.join(names)}," if names else "_"
         body = "\\t".join("{" + p + "}" for p in parts)
-        src = f'def render(row):\n    {unpack} = row\n    return f"""{body}\\n"""\n'
+        if keys is None:
+            unpack = f"{', '.join(names)}," if names else "_"
+            head = f"def render(row):\n    {unpack} = row\n"
+        else:
+            taken, extra = names[: len(keys)], names[len(keys) :]
+            pairs = list(zip(taken, keys, strict=True))
+            # repr() of a str is a valid literal for any column name.
+            get = [f"        {v} = row[{k!r}]" for v, k in pairs] or ["        pass"]
+            fallback = [f"        {v} = row.get({k!r})" for v, k in pairs] or ["        pass"]
+            head = "\n".join(
+                [
+                    f"def render({', '.join(['row', *extra])}):",
+                    "    try:",
+                    *get,
+                    "    except KeyError:",  # a partial row: absent columns are NULL
+                    *fallback,
+                    "",
+                ]
+            )
+        src = f'{head}    return f"""{body}\\n"""\n'
         scope: dict[str, Any] = {
             "S": self.slow,
             "E": escape,
@@ -113,21 +135,34 @@ class RowRenderer:
             "TS": self._naive,
         }
         exec(compile(src, f"<copy row {types}>", "exec"), scope)
-        fn: Render = scope["render"]
+        return scope["render"]
+
+    def render_dict(self, types: Sequence[str], keys: Sequence[str]) -> DictRender:
+        """Like :meth:`render` for a row given as a dict plus trailing values:
+        ``render(row, *extra)`` formats ``row[key]`` for each of ``keys`` (None when absent),
+        then ``extra``, as columns of ``types``. It saves building a tuple per row first."""
+        key = (tuple(types), tuple(keys))
+        fn = self._dict_cache.get(key)
+        if fn is None:
+            fn = self._dict_cache[key] = self._build(key[0], key[1])
         return fn
 
     def lines(self, types: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
         """COPY text of ``rows``, in chunks of up to :data:`CHUNK_ROWS` lines."""
-        render = self.render(types)
-        chunk: list[str] = []
-        append = chunk.append
-        for row in rows:
-            append(render(row))
-            if len(chunk) >= CHUNK_ROWS:
-                yield "".join(chunk)
-                chunk.clear()
-        if chunk:
+        return chunked(map(self.render(types), rows))
+
+
+def chunked(lines: Iterable[str]) -> Iterator[str]:
+    """COPY lines joined in chunks of up to :data:`CHUNK_ROWS` (one ``copy.write`` each)."""
+    chunk: list[str] = []
+    append = chunk.append
+    for line in lines:
+        append(line)
+        if len(chunk) >= CHUNK_ROWS:
             yield "".join(chunk)
+            chunk.clear()
+    if chunk:
+        yield "".join(chunk)
 
 
 def _timestamp_formatter(suffix: str) -> Callable[[datetime], str]:

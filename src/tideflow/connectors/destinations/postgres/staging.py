@@ -46,9 +46,15 @@ class Stager:
         self._dirty.clear()
 
     def load(
-        self, dest: DestTable, columns: Sequence[str], rows: Iterable[Sequence[object]]
+        self,
+        dest: DestTable,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]] = (),
+        *,
+        text: Iterable[str] | None = None,
     ) -> sql.Identifier:
-        """COPY ``rows`` into ``dest``'s staging table; returns its name."""
+        """COPY ``rows`` (or ``text``: COPY lines already rendered, in chunks) into ``dest``'s
+        staging table; returns its name."""
         name = self._names[(dest.schema, dest.name, tuple(dest.columns.items()))]
         ident = sql.Identifier(name)
         if name in self._dirty:
@@ -57,7 +63,10 @@ class Stager:
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             ident, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        self.copy_rows(copy_sql, [dest.columns.get(c, "") for c in columns], rows)
+        if text is None:
+            self.copy_rows(copy_sql, [dest.columns.get(c, "") for c in columns], rows)
+        else:
+            self.copy_text(copy_sql, text)
         return ident
 
     def copy_rows(
@@ -65,8 +74,12 @@ class Stager:
     ) -> None:
         """Run ``copy_sql`` (a text ``COPY ... FROM STDIN``) with ``rows`` rendered per column
         type (see :mod:`.copy_text`): one ``write`` per chunk instead of one per row."""
+        self.copy_text(copy_sql, self.renderer.lines(types, rows))
+
+    def copy_text(self, copy_sql: sql.Composed, chunks: Iterable[str]) -> None:
+        """Run ``copy_sql`` with COPY text already rendered, one ``write`` per chunk."""
         with self.conn.cursor().copy(copy_sql) as copy:
-            for text in self.renderer.lines(types, rows):
+            for text in chunks:
                 copy.write(text)
 
     def forget(self) -> None:

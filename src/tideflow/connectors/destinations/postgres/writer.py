@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
+from tideflow.connectors.destinations.postgres.copy_text import chunked
 from tideflow.connectors.destinations.postgres.staging import Stager
 from tideflow.connectors.destinations.postgres.tables import (
     DELETED_COLUMN,
@@ -190,6 +191,19 @@ class Writer:
             return ((*values(ch.row), ch.event.commit_ts_ms, _lsn(ch.event)) for ch in changes)
         return (values(ch.row) + meta(ch.event, False) for ch in changes)
 
+    def _full_text(
+        self, mapping: Mapping, changes: Sequence[Change], types: Sequence[str]
+    ) -> Iterator[str]:
+        """COPY text of the full rows of ``changes`` (columns of ``types``), in chunks.
+
+        With the default metadata columns each line is rendered straight from the row dict
+        and the event; otherwise through :meth:`_full_rows` tuples."""
+        renderer = self.stager.renderer
+        if self.config.metadata_columns and not self.config.soft_delete and not mapping.json_at:
+            render = renderer.render_dict(types, mapping.sources)
+            return chunked(render(ch.row, ch.event.commit_ts_ms, _lsn(ch.event)) for ch in changes)
+        return renderer.lines(types, self._full_rows(mapping, changes, tombstone=False))
+
     def _insert_new(self, dest: DestTable, mapping: Mapping, changes: Sequence[Change]) -> bool:
         """COPY full rows straight into ``dest`` inside a savepoint; False (nothing written)
         when a key was already there, or when ``dest`` has no unique index on its key.
@@ -214,8 +228,7 @@ class Writer:
         types = [dest.columns.get(c, "") for c in columns]
         try:
             with self.conn.transaction():  # a savepoint: a conflict undoes only this COPY
-                rows = self._full_rows(mapping, changes, tombstone=False)
-                self.stager.copy_rows(copy_sql, types, rows)
+                self.stager.copy_text(copy_sql, self._full_text(mapping, changes, types))
         except psycopg.errors.UniqueViolation:
             state[2], state[3] = state[3], min(state[3] * 2, _MAX_SKIP)
             return False
@@ -241,8 +254,13 @@ class Writer:
         self, dest: DestTable, mapping: Mapping, changes: Sequence[Change], *, tombstone: bool
     ) -> None:
         columns = [*mapping.dests, *self._meta_names(tombstone)]
-        rows = self._full_rows(mapping, changes, tombstone=tombstone)
-        stage = self.stager.load(dest, columns, rows)
+        if tombstone:
+            stage = self.stager.load(
+                dest, columns, self._full_rows(mapping, changes, tombstone=True)
+            )
+        else:
+            types = [dest.columns.get(c, "") for c in columns]
+            stage = self.stager.load(dest, columns, text=self._full_text(mapping, changes, types))
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         updated = self._meta_names(True) if tombstone else [c for c in columns if c not in dest.key]
         action: sql.Composable
