@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tideflow.engine.reduce import TableChanges, merge_unchanged, reduce
 from tideflow.events import UNCHANGED, ChangeEvent, Column, Op, TableSchema
 
@@ -168,3 +170,35 @@ def test_newer_schema_version_wins_for_the_table() -> None:
 def test_merge_unchanged_returns_the_same_dict_when_nothing_is_unchanged() -> None:
     row = {"id": 1}
     assert merge_unchanged(row, None, None) is row
+
+
+def _general(events: list[ChangeEvent]) -> list[TableChanges]:
+    """The per-event path (the whole-batch insert path only takes lists)."""
+    return reduce(iter(events), lambda t: t.key)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [[1, 2, 3], [1, 2, 1], [1, None, 3], [[1, 2], [3]], ["a", "b"]],
+    ids=["distinct", "repeated", "null-key", "array-keys", "text-keys"],
+)
+def test_a_batch_of_creates_reduces_as_event_by_event(keys: list[Any]) -> None:
+    events = [ev(Op.CREATE, {"id": k, "a": str(i), "big": "B"}, lsn=i) for i, k in enumerate(keys)]
+    (fast,) = reduce(events, lambda t: t.key)
+    (slow,) = _general(events)
+    assert state(fast) == state(slow) and list(fast.changes) == list(slow.changes)
+    assert all(
+        f.event is s.event and f.events == s.events
+        for f, s in zip(fast.changes.values(), slow.changes.values(), strict=True)
+    )
+    assert (fast.table, fast.key, fast.truncate, fast.log) == (T, ("id",), None, [])
+
+
+def test_creates_of_two_tables_or_with_an_update_take_the_general_path() -> None:
+    other = TableSchema("public", "u", T.columns, ("id",))
+    mixed = [ev(Op.CREATE, {"id": 1, "a": "x", "big": "B"}), ev(Op.CREATE, {"id": 1}, table=other)]
+    assert {tc.table.name: state(tc) for tc in reduce(mixed, lambda t: t.key)} == {
+        tc.table.name: state(tc) for tc in _general(mixed)
+    }
+    updated = [ev(Op.CREATE, {"id": 1, "a": "x", "big": "B"}), ev(Op.UPDATE, {"id": 1, "a": "y"})]
+    assert state(reduce(updated, lambda t: t.key)[0]) == state(_general(updated)[0])

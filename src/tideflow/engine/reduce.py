@@ -22,12 +22,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import date, datetime, time
+from decimal import Decimal
+from functools import partial
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any, Literal, NamedTuple
+from uuid import UUID
 
 from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
 
 _NO_UNCHANGED: frozenset[str] = frozenset()
 _UNCHANGED_ID = id(UNCHANGED)
+_CREATE = Op.CREATE
+_TABLE, _OP, _AFTER = attrgetter("table"), attrgetter("op"), attrgetter("after")
+# Key value types that hash and compare as themselves (no list → tuple, no NULL/UNCHANGED).
+_PLAIN_KEYS = frozenset({int, str, bytes, Decimal, float, bool, date, datetime, time, UUID})
 
 
 def has_unchanged(row: dict[str, Any]) -> bool:
@@ -39,9 +49,12 @@ def has_unchanged(row: dict[str, Any]) -> bool:
     return _UNCHANGED_ID in map(id, row.values())
 
 
-@dataclass(slots=True)
-class Change:
-    """The net effect of a batch on one key."""
+class Change(NamedTuple):
+    """The net effect of a batch on one key.
+
+    A named tuple, so that a batch of creates can make its changes with ``tuple.__new__``
+    in C (see :func:`_distinct_inserts`); a ``Change`` is never modified, only replaced.
+    """
 
     kind: Literal["upsert", "delete"]
     # upsert: the after image; delete: the before image (or whatever identifies the row).
@@ -112,6 +125,10 @@ def reduce(
     events: Iterable[ChangeEvent], key_of: Callable[[TableSchema], tuple[str, ...]]
 ) -> list[TableChanges]:
     """Reduce ``events`` (in stream order) to per-table, per-key net changes."""
+    if isinstance(events, list):
+        inserts = _distinct_inserts(events, key_of)
+        if inserts is not None:
+            return [inserts]
     tables: dict[str, TableChanges] = {}
     # TableSchema identity → its TableChanges: hashing a schema would walk its columns.
     seen: dict[int, tuple[TableSchema, TableChanges]] = {}
@@ -153,6 +170,45 @@ def reduce(
     return list(tables.values())
 
 
+def _distinct_inserts(
+    events: list[ChangeEvent], key_of: Callable[[TableSchema], tuple[str, ...]]
+) -> TableChanges | None:
+    """The reduction of a batch of creates of one table with distinct single-column keys
+    (an insert-only stream), or None when the batch is anything else.
+
+    Each create becomes its own ``Change``, exactly as the per-event fast path of
+    :func:`reduce` would make it, but the tests and the key extraction run over the whole
+    batch in C (``map``, ``list.count`` by identity, ``set``) instead of per event in Python.
+    """
+    if not events:
+        return None
+    table = events[0].table
+    n = len(events)
+    if list(map(_TABLE, events)).count(table) != n or list(map(_OP, events)).count(_CREATE) != n:
+        return None
+    key = key_of(table)
+    if len(key) != 1:
+        return None
+    afters = list(map(_AFTER, events))
+    if None in afters:
+        return None
+    try:
+        keys = list(map(itemgetter(key[0]), afters))
+    except KeyError:
+        return None
+    # A NULL, unknown or list key takes the general path (skipped, or made a tuple there).
+    if not _PLAIN_KEYS.issuperset(map(type, keys)) or len(set(keys)) != n:
+        return None
+    tc = TableChanges(table, key)
+    one = map(list, zip(events))  # [event] per event, made in C
+    fields = zip(repeat("upsert"), afters, events, one, repeat(_NO_UNCHANGED))
+    tc.changes = dict(zip(keys, map(_new_change, fields), strict=True))
+    return tc
+
+
+_new_change: Callable[[tuple[Any, ...]], Change] = partial(tuple.__new__, Change)
+
+
 def _delete(tc: TableChanges, ev: ChangeEvent) -> None:
     row = ev.before if ev.before is not None else ev.after
     if row is None:
@@ -164,8 +220,8 @@ def _delete(tc: TableChanges, ev: ChangeEvent) -> None:
     if prev is None:
         tc.changes[key] = Change("delete", row, ev, [ev])
     else:
-        prev.kind, prev.row, prev.event, prev.unchanged = "delete", row, ev, _NO_UNCHANGED
         prev.events.append(ev)
+        tc.changes[key] = Change("delete", row, ev, prev.events)
 
 
 def _upsert(tc: TableChanges, ev: ChangeEvent) -> None:
