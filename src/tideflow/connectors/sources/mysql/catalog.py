@@ -41,6 +41,19 @@ def settings(config: MySQLSourceConfig) -> dict[str, Any]:
     }
 
 
+# What to do when the resume point is gone. Checkpoints belong to pipelines, so new pipelines
+# (or a new source) start at the current end of the binlog; the snapshot re-copies the tables.
+RESNAPSHOT = (
+    "Re-snapshot to recover: recreate this source's pipelines (their checkpoints hold the lost "
+    "position; new ones start at the current end of the binlog), then copy the tables again "
+    'with POST /sources/snapshot {"source_id": "<this source id>"}.'
+)
+KEEP_BINLOGS = (
+    "To avoid this, keep binlogs longer than a pipeline may be paused or down "
+    "(binlog_expire_logs_seconds, or expire_logs_days on MariaDB)."
+)
+
+
 def describe(config: MySQLSourceConfig) -> str:
     return f"{config.user}@{config.hostname}:{config.port}"
 
@@ -57,8 +70,7 @@ def map_error(exc: BaseException, what: str) -> TransientError | TerminalError:
         return TerminalError(
             f"{what}: the server no longer has the binlog needed to resume ({detail}). "
             "The binlog was purged (or the server reset) after the last checkpoint: changes "
-            "in between are lost to this source. Re-snapshot the captured tables and reset "
-            "the source position.",
+            f"in between are lost to this source. {RESNAPSHOT} {KEEP_BINLOGS}",
             code="binlog_purged",
         )
     return TransientError(f"{what}: {detail}", code="source_unavailable")

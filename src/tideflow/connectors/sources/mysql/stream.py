@@ -207,14 +207,13 @@ def check_available(
             raise _purged(where, f"binlog {start.file} was purged (oldest is {oldest})")
         raise TerminalError(
             f"binlog {start.file} does not exist on {where} (newest is {newest}): the server "
-            "was reset or this position belongs to another server. Re-snapshot the captured "
-            "tables and reset the source position.",
+            f"was reset or this position belongs to another server. {catalog.RESNAPSHOT}",
             code="binlog_gap",
         )
     if start.pos > sizes[start.file]:
         raise TerminalError(
             f"position {start.pos} is past the end of {start.file} ({sizes[start.file]} bytes) "
-            f"on {where}: the binlog was rewritten. Re-snapshot and reset the source position.",
+            f"on {where}: the binlog was rewritten. {catalog.RESNAPSHOT}",
             code="binlog_gap",
         )
 
@@ -245,8 +244,7 @@ def _check_mariadb_gtids(conn: Conn, state: str, oldest: str, where: str) -> Non
 def _purged(where: str, detail: str) -> TerminalError:
     return TerminalError(
         f"{detail} on {where}: changes since the last checkpoint are no longer in the binlog. "
-        "Re-snapshot the captured tables and reset the source position (raise "
-        "expire_logs_days / binlog_expire_logs_seconds to keep binlogs longer).",
+        f"{catalog.RESNAPSHOT} {catalog.KEEP_BINLOGS}",
         code="binlog_purged",
     )
 
