@@ -20,13 +20,14 @@ function with side effects fails.
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from tideflow.connectors.sources.postgres import catalog, connection, copy_lines
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
@@ -145,11 +146,11 @@ class PostgresChunkReader:
         query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT").format(
             sql.SQL(", ").join(map(sql.Identifier, layout.columns)),
             _ident(plan.schema.name),
-            _where(plan, after, upto, predicate),
+            _where(plan, after, upto, predicate, literal=True),
             _order(plan),
         )
-        params = _params(after, upto)
-        data = self._settled(lambda: self._copy_out(query, params))
+        statement = query.as_bytes(self._conn)
+        data = self._settled(lambda: self._copy_out(statement))
         rows = data.count(b"\n")
         chunk = SnapshotChunk(
             plan.schema,
@@ -180,15 +181,53 @@ class PostgresChunkReader:
             cached = self._layouts[plan.schema.name] = (plan, layout)
         return cached[1]
 
-    def _copy_out(self, query: sql.Composed, params: list[str]) -> bytes:
+    def _copy_out(self, statement: bytes) -> bytes:
+        """Run a ``COPY ... TO STDOUT`` and return its data.
+
+        Straight on libpq: psycopg's ``Copy`` iterator costs about 1 µs of Python per row (a
+        generator and a wait per message); this loop about 0.4 µs (measured on 500k rows).
+        """
+        pgconn = self._conn.pgconn
+        pgconn.send_query(statement)
+        self._await(pgconn)
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            self._finish(pgconn, result)
+            raise SnapshotError("COPY did not start")  # _finish raised the server's error
         buf = bytearray()
-        # psycopg merges COPY parameters client-side, and only when there are some: without,
-        # the %% a filter's % was doubled into would reach the server as it is.
-        statement = query if params else sql.SQL(query.as_string(self._conn).replace("%%", "%"))
-        with self._conn.cursor() as cur, cur.copy(statement, params or None) as copy:
-            for part in copy:
-                buf += part
+        get, sock = pgconn.get_copy_data, pgconn.socket
+        while True:
+            n, data = get(1)
+            if n > 0:
+                buf += data
+            elif n == 0:
+                select.select([sock], [], [])
+                pgconn.consume_input()
+            else:
+                break
+        self._finish(pgconn, None)
         return bytes(buf)
+
+    @staticmethod
+    def _await(pgconn: pq.abc.PGconn) -> None:
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+
+    @staticmethod
+    def _finish(pgconn: pq.abc.PGconn, result: pq.abc.PGresult | None) -> None:
+        """Consume the remaining results; raise the first error among them."""
+        error: psycopg.Error | None = None
+        while True:
+            if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+                error = error or psycopg.errors.error_from_result(result)
+            PostgresChunkReader._await(pgconn)
+            result = pgconn.get_result()
+            if result is None:
+                break
+        if error is not None:
+            raise error
 
     def _settled(self, run: Callable[[], T]) -> T:
         """``run()`` on a snapshot no transaction was half-way through committing.
@@ -290,11 +329,17 @@ def _key_row(plan: TablePlan) -> sql.Composable:
     return sql.SQL("({})").format(_order(plan))
 
 
-def _bound(plan: TablePlan) -> sql.Composable:
-    # Text bounds cast back to each key column's type: comparison in the column's own order.
+def _bound(plan: TablePlan, values: TextKey | None = None) -> sql.Composable:
+    """Text bounds cast back to each key column's type: comparison in the column's own order.
+
+    Placeholders, or the ``values`` as literals (for statements sent without parameters)."""
     return sql.SQL("({})").format(
         sql.SQL(", ").join(
-            sql.SQL("CAST(%s AS {})").format(sql.SQL(_type_of(plan, k))) for k in plan.key
+            sql.SQL("CAST({} AS {})").format(
+                sql.Placeholder() if values is None else sql.Literal(values[i]),
+                sql.SQL(_type_of(plan, k)),
+            )
+            for i, k in enumerate(plan.key)
         )
     )
 
@@ -306,16 +351,24 @@ def _type_of(plan: TablePlan, column: str) -> str:
 
 
 def _where(
-    plan: TablePlan, after: TextKey | None, upto: TextKey | None, predicate: str | None
+    plan: TablePlan,
+    after: TextKey | None,
+    upto: TextKey | None,
+    predicate: str | None,
+    *,
+    literal: bool = False,
 ) -> sql.Composable:
+    """The chunk's condition; bounds as placeholders (see :func:`_params`), or as literals."""
     parts: list[sql.Composable] = [sql.SQL("true")]
     if after is not None:
-        parts.append(sql.SQL("{} > {}").format(_key_row(plan), _bound(plan)))
+        bound = _bound(plan, after if literal else None)
+        parts.append(sql.SQL("{} > {}").format(_key_row(plan), bound))
     if upto is not None:
-        parts.append(sql.SQL("{} <= {}").format(_key_row(plan), _bound(plan)))
+        bound = _bound(plan, upto if literal else None)
+        parts.append(sql.SQL("{} <= {}").format(_key_row(plan), bound))
     if predicate:
-        # Queries always go with parameters: a literal % must not read as a placeholder.
-        text = predicate.replace("%", "%%")
+        # With parameters, a literal % must not read as a placeholder.
+        text = predicate if literal else predicate.replace("%", "%%")
         parts.append(sql.SQL("({})").format(sql.SQL(text)))
     return sql.SQL(" AND ").join(parts)
 
