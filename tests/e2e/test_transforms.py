@@ -184,12 +184,14 @@ def test_runaway_transforms_are_stopped_without_hurting_others(
 ) -> None:
     src, dst = dbs
     loop = "function _streamkap_transform(v) { if (v.id == 3) { while (true) {} } return v; }"
+    # 10 MB steps: the memory limit is reached in a few steps, long before the time limit
+    # even on a loaded machine (the time limit is wall-clock).
     hog = (
         "def _streamkap_transform(v, k, t, ts):\n"
         "    if v['id'] == 4:\n"
         "        a = []\n"
         "        while True:\n"
-        "            a.append('x' * 10**6)\n"
+        "            a.append('x' * 10**7)\n"
         "    return v\n"
     )
     with pg.temp_database("dst2") as dst2, engine_server.client() as c:

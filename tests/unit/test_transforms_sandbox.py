@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tideflow.engine.transforms.javascript import JavaScriptRunner
+from tideflow.engine.transforms.javascript import JavaScriptRunner, JavaScriptWorker
 from tideflow.engine.transforms.python_sandbox import CompileError, PythonRunner
 from tideflow.engine.transforms.records import Input, Output
 from tideflow.engine.transforms.runtime import Failure, Limits, Runner, output_of
@@ -107,16 +107,21 @@ def test_python_limits_and_lines(runners: list[Runner]) -> None:
     assert out[4] == Output({"id": 5, "double": 10})
 
 
-def test_javascript_limits_and_lines() -> None:
-    code = (
-        "function _streamkap_transform(v, k, t, ts) {\n"
-        "  if (v.id == 2) throw new Error('bad row');\n"
-        "  if (v.id == 3) { while (true) {} }\n"
-        "  if (v.id == 4) { var a = []; while (true) a.push(new Array(100000).fill(1)); }\n"
-        "  v.double = v.id * 2; return v;\n"
-        "}"
-    )
-    runner = JavaScriptRunner({"value_transform": code}, LIMITS)
+JS_FAULTS = (
+    "function _streamkap_transform(v, k, t, ts) {\n"
+    "  if (v.id == 2) throw new Error('bad row');\n"
+    "  if (v.id == 3) { while (true) {} }\n"
+    "  if (v.id == 4) { var a = []; while (true) a.push(new Array(100000).fill(1)); }\n"
+    "  v.double = v.id * 2; return v;\n"
+    "}"
+)
+
+
+@pytest.mark.parametrize("where", ["in-process", "worker"])
+def test_javascript_limits_and_lines(where: str, runners: list[Runner]) -> None:
+    kind = JavaScriptRunner if where == "in-process" else JavaScriptWorker
+    runner = kind({"value_transform": JS_FAULTS}, LIMITS)
+    runners.append(runner)
     out = runner.run([Input({"id": i}, {"id": i}, "public.items", 0) for i in range(1, 6)])
     assert out[0] == Output({"id": 1, "double": 2})
     assert out[1] == Failure("Error: bad row", 2)
@@ -205,3 +210,24 @@ def test_javascript_batches_see_each_records_key_topic_and_timestamp() -> None:
     )
     assert out[1] == Output(None, {"id": 2}, ("public.a", "x.y"))
     assert out[3] == Output({"id": 4, "seen": [{}, "public.c", 13]}, {"id": 4}, ("public.c", "x.y"))
+
+
+def test_javascript_worker_matches_in_process_and_reports_load_errors(
+    runners: list[Runner],
+) -> None:
+    code = {
+        "value_transform": "function _streamkap_transform(v, k, t, ts) { v.n = ts; return v; }",
+        "topic_transform": (
+            "function _streamkap_transform_topic(v, k, t) { return v.id % 2 ? t : [t, 'a.b']; }"
+        ),
+        "key_transform": "function _streamkap_transform_key(v, k) { return {id: k.id}; }",
+    }
+    rows = [Input({"id": i}, {"id": i}, "public.items", i * 10) for i in range(1, 1200)]
+    worker = JavaScriptWorker(code, LIMITS)
+    runners.append(worker)
+    assert worker.run(rows) == JavaScriptRunner(code, LIMITS).run(rows)
+    with pytest.raises(CompileError) as info:
+        JavaScriptWorker(
+            {"value_transform": "function _streamkap_transform(v) {\n  return (;\n}"}, LIMITS
+        )
+    assert info.value.failure.line == 2

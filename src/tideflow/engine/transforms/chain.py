@@ -13,10 +13,8 @@ from typing import Any
 
 from tideflow.engine.transforms import builtins
 from tideflow.engine.transforms.enrich import EnrichRunner
-from tideflow.engine.transforms.javascript import CompileError as JsCompileError
-from tideflow.engine.transforms.javascript import JavaScriptRunner
-from tideflow.engine.transforms.python_sandbox import CompileError as PyCompileError
-from tideflow.engine.transforms.python_sandbox import PythonRunner
+from tideflow.engine.transforms.javascript import JavaScriptWorker
+from tideflow.engine.transforms.python_sandbox import CompileError, PythonRunner, WorkerRunner
 from tideflow.engine.transforms.records import Input, Output, Rebuilder, render
 from tideflow.engine.transforms.runtime import Failure, Result, Runner
 from tideflow.engine.transforms.spec import TransformSpec
@@ -49,8 +47,8 @@ class _Step:
                 if spec.language == "Python":
                     self.runner = PythonRunner(code, spec.limits)
                 else:
-                    self.runner = JavaScriptRunner(code, spec.limits)
-            except (JsCompileError, PyCompileError) as exc:
+                    self.runner = JavaScriptWorker(code, spec.limits)
+            except CompileError as exc:
                 where = f" at line {exc.failure.line}" if exc.failure.line else ""
                 raise TransformError(
                     f"cannot load transform '{spec.name}' v{spec.version}{where}: "
@@ -89,12 +87,12 @@ class Chain:
         self, step: _Step, events: list[ChangeEvent], failed: list[Failed]
     ) -> list[ChangeEvent]:
         runner = step.runner
-        if not isinstance(runner, PythonRunner) or len(events) <= _PIPELINE_CHUNK:
+        if not isinstance(runner, WorkerRunner) or len(events) <= _PIPELINE_CHUNK:
             part = self._prepare(step, events)
             if part.inputs and runner is not None:
                 return self._finish(step, part, runner.run(part.inputs), failed)
             return self._finish(step, part, [Output(i.value) for i in part.inputs], failed)
-        # The Python worker is another process: hand it one chunk, then render the next chunk
+        # The worker is another process: hand it one chunk, then render the next chunk
         # and rebuild the previous one while it runs, so the two use two cores, not one after
         # the other. One request in flight at a time, so neither side can block the other's
         # pipe.

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import quickjs
 
+from tideflow.engine.transforms.python_sandbox import WorkerRunner
 from tideflow.engine.transforms.records import Input
 from tideflow.engine.transforms.runtime import Failure, Limits, Result, js_line, output_of
 
@@ -157,3 +158,11 @@ class JavaScriptRunner:
 
     def close(self) -> None:
         self._ctx = None
+
+
+class JavaScriptWorker(WorkerRunner):
+    """JavaScript code run by :class:`JavaScriptRunner` in a worker process
+    (:mod:`.javascript_child`): what pipelines use, so QuickJS never holds their GIL."""
+
+    module = "tideflow.engine.transforms.javascript_child"
+    language = "JavaScript"

@@ -1,9 +1,12 @@
-"""Python transforms in a separate, limited worker process (see :mod:`.sandbox_child`).
+"""Transforms in a separate, limited worker process: Python (:mod:`.sandbox_child`) and
+JavaScript (:mod:`.javascript_child`).
 
 One round trip per batch. The child enforces the per-record time limit itself (an interval
-timer); the parent also keeps a deadline for the whole batch and, when the child overruns it
-or dies (e.g. stuck inside C code, killed by the kernel), kills it, starts a fresh one and
-re-runs the batch one record at a time so only the guilty record fails.
+timer for Python, QuickJS's interrupt for JavaScript); the parent also keeps a deadline for the
+whole batch and, when the child overruns it or dies (e.g. stuck inside C code, killed by the
+kernel), kills it, starts a fresh one and re-runs the batch one record at a time so only the
+guilty record fails. Running in another process, a runaway transform never holds the
+pipelines' GIL, and the worker's work overlaps with the pipeline thread's (see ``Chain``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ class _Died(Exception):
     pass
 
 
-class PythonRunner:
+class WorkerRunner:
+    """A :class:`~.runtime.Runner` whose code runs in a worker process (``module``)."""
+
+    module = "tideflow.engine.transforms.sandbox_child"
+    language = "Python"
+
     def __init__(self, code: dict[str, str], limits: Limits) -> None:
         self.code = code
         self.limits = limits
@@ -46,7 +54,7 @@ class PythonRunner:
     def _start(self) -> None:
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"}
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "tideflow.engine.transforms.sandbox_child"],
+            [sys.executable, "-I", "-m", self.module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -61,7 +69,9 @@ class PythonRunner:
             reply = self._exchange(init, _GRACE_S + 10)
         except _Died:
             self.close()
-            raise CompileError(Failure("the Python transform worker failed to start")) from None
+            raise CompileError(
+                Failure(f"the {self.language} transform worker failed to start")
+            ) from None
         if "error" in reply:
             self.close()
             raise CompileError(Failure(reply["error"], reply.get("line")))
@@ -145,6 +155,10 @@ class PythonRunner:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+
+
+class PythonRunner(WorkerRunner):
+    """Python code in the :mod:`.sandbox_child` worker."""
 
 
 def _results(replies: list[Any]) -> list[Result]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from tideflow.engine.transforms import builtins
 from tideflow.engine.transforms.javascript import CompileError as JsCompileError
-from tideflow.engine.transforms.javascript import JavaScriptRunner
+from tideflow.engine.transforms.javascript import JavaScriptWorker
 from tideflow.engine.transforms.python_sandbox import CompileError as PyCompileError
 from tideflow.engine.transforms.python_sandbox import PythonRunner
 from tideflow.engine.transforms.records import Input, Output
@@ -66,7 +66,7 @@ def load(language: str, code: Mapping[str, str], limits: Limits) -> Runner | Non
     try:
         if language.lower() == "python":
             return PythonRunner(dict(code), limits)
-        return JavaScriptRunner(dict(code), limits)
+        return JavaScriptWorker(dict(code), limits)
     except (JsCompileError, PyCompileError) as exc:
         raise CodeError(exc.failure.message, exc.failure.line, None) from None
 
