@@ -274,12 +274,12 @@ class Lookup:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._open()
-                return self._fetch(self._conn, keys)
-            except psycopg.errors.DataError:
-                # A key that is not valid for its column (e.g. "x" for an integer): ask one
-                # key at a time so only such keys miss.
-                assert self._conn is not None
-                return self._one_by_one(self._conn, keys)
+                try:
+                    return self._fetch(self._conn, keys)
+                except psycopg.errors.DataError:
+                    # A key that is not valid for its column (e.g. "x" for an integer): ask
+                    # one key at a time so only such keys miss.
+                    return self._one_by_one(self._conn, keys)
             except psycopg.OperationalError as exc:
                 error = exc
                 self.close()
@@ -335,7 +335,7 @@ class EnrichRunner:
         keys: list[Key | None] = []
         for item in inputs:
             parts = [key_text(item.value.get(field)) for field, _ in cfg.key_mapping]
-            keys.append(None if None in parts else tuple(parts))  # type: ignore[arg-type]
+            keys.append(tuple(p for p in parts if p is not None) if None not in parts else None)
         found: dict[Key, Row | None] = {}
         wanted: list[Key] = []
         for key in keys:
