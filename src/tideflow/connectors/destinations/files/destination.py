@@ -20,6 +20,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 
 import orjson
 import pyarrow.parquet as pq
@@ -35,6 +36,7 @@ from tideflow.errors import TerminalError, TransientError
 from tideflow.events import Batch, ChangeEvent, TableSchema
 
 DEAD_LETTERS = "_dead_letters"
+_TABLE = attrgetter("table")
 
 
 class FilesDestination(Destination[FilesDestinationConfig]):
@@ -163,6 +165,9 @@ def _digest(prints: list[str]) -> str:
 
 def _groups(events: Sequence[ChangeEvent]) -> list[tuple[TableSchema, list[ChangeEvent]]]:
     """Runs of events per table, split where the table's schema changes (one file each)."""
+    tables = list(map(_TABLE, events))
+    if tables.count(tables[0]) == len(tables):  # one table (count compares identities first)
+        return [(tables[0], list(events))]
     runs: list[tuple[TableSchema, list[ChangeEvent]]] = []
     current: dict[str, tuple[TableSchema, list[ChangeEvent]]] = {}
     for e in events:
