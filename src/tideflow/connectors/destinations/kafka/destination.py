@@ -24,6 +24,12 @@ from confluent_kafka.admin import AdminClient
 
 from tideflow.connectors.base import Destination
 from tideflow.connectors.destinations.kafka.config import KafkaDestinationConfig
+from tideflow.connectors.destinations.kafka.resume import (
+    HEADER,
+    Resume,
+    event_identity,
+    position_header,
+)
 from tideflow.connectors.destinations.kafka.serializer import Serializer
 from tideflow.connectors.destinations.kafka.topics import Topics, kafka_error, topic_name
 from tideflow.engine.errors import DeadLetter, Fenced, PoisonRecord
@@ -77,6 +83,17 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         self._topic_cache: dict[int, tuple[TableSchema, str]] = {}
         self._failures: list[tuple[KafkaError, str, bytes | None]] = []
         self._last_error: KafkaError | None = None
+        self._resume: Resume | None = None
+
+    def resume_from(self, position: dict[str, Any] | None) -> None:
+        """The runtime replays from ``position`` (its checkpoint; None: from the start).
+
+        In transactional mode the changes of that replay already committed to Kafka by a
+        previous writer are skipped (see :mod:`.resume`), so read_committed consumers never
+        see a change twice. Called once, before the first ``write``.
+        """
+        if self.config.transactional:
+            self._resume = Resume(self._client_conf(), position, min(self._timeout, 30.0))
 
     def bind_source(self, info: SourceInfo) -> None:
         """Which source the events come from (the envelope's ``source`` block).
@@ -169,34 +186,78 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         assert self._topics is not None
         plan = [(event, self._topic(event.table)) for event in batch.events]
         self._topics.ensure({topic for _, topic in plan})
+        caught_up: set[str] = set()
+        if self._resume is not None:
+            plan, caught_up = self._unwritten(self._resume, plan)
+            if not plan:
+                return
         producer = self._producer or self._new_producer()
         self._producer = producer
         self._failures.clear()
         try:
-            self._produce_all(producer, plan)
+            self._produce_all(producer, plan, batch.position)
         except (KafkaException, TideflowError, _Oversize) as exc:
             self._discard(producer)
             raise self._classify(exc, plan) from None
         if self._failures:
             self._discard(producer)
             raise self._classify(None, plan)
+        if self._resume is not None:
+            for topic in caught_up:
+                self._resume.caught_up(topic)
 
-    def _produce_all(self, producer: Producer, plan: list[tuple[ChangeEvent, str]]) -> None:
+    def _unwritten(
+        self, resume: Resume, plan: list[tuple[ChangeEvent, str]]
+    ) -> tuple[list[tuple[ChangeEvent, str]], set[str]]:
+        """``plan`` without the changes a previous writer committed, and the topics whose
+        replay reached new changes (applied once this batch is committed)."""
+        out: list[tuple[ChangeEvent, str]] = []
+        caught_up: set[str] = set()
+        skipped = 0
+        for event, topic in plan:
+            if topic not in caught_up and resume.active(topic):
+                written = resume.written(topic)
+                if resume.active(topic):
+                    identity = event_identity(event, self._serializer.key(event, topic))
+                    if identity in written:
+                        skipped += 1
+                        continue
+                    caught_up.add(topic)
+            out.append((event, topic))
+        if skipped:
+            log.info(
+                "kafka destination %s: skipped %d changes already committed before a restart",
+                self.name,
+                skipped,
+            )
+        return out, caught_up
+
+    def _produce_all(
+        self,
+        producer: Producer,
+        plan: list[tuple[ChangeEvent, str]],
+        position: dict[str, Any] | None,
+    ) -> None:
         key_of, value_of = self._serializer.key, self._serializer.value
         produce = producer.produce
         tombstones = self.config.tombstones_on_delete
         ts_ms = int(time.time() * 1000)  # the envelopes' processing time, once per batch
+        headers: list[tuple[str, str | bytes | None]] | None = None
         if self.config.transactional:
+            headers = [(HEADER, position_header(position))]
             producer.begin_transaction()
         for i, (event, topic) in enumerate(plan):
             key = key_of(event, topic)
             value = value_of(event, topic, ts_ms)
             try:
-                produce(topic, value, key)
+                if headers is None:
+                    produce(topic, value, key)
+                else:
+                    produce(topic, value, key, headers=headers)
             except (BufferError, KafkaException):
-                self._send(producer, event, topic, key, value)
+                self._send(producer, event, topic, key, value, headers)
             if tombstones and event.op is Op.DELETE and key is not None:
-                self._send(producer, event, topic, key, None)
+                self._send(producer, event, topic, key, None, headers)
             if i % _POLL_EVERY == _POLL_EVERY - 1:
                 producer.poll(0)
         if self.config.transactional:
@@ -217,11 +278,15 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         topic: str,
         key: bytes | None,
         value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """produce() with the slow cases: a full local queue, a message the client refuses."""
         while True:
             try:
-                producer.produce(topic, value, key)
+                if headers is None:
+                    producer.produce(topic, value, key)
+                else:
+                    producer.produce(topic, value, key, headers=headers)
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
