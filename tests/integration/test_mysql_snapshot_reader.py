@@ -150,3 +150,21 @@ def test_signal_rows_are_watermarks_never_data(db: str, tmp_path: Path) -> None:
         (f"{db}.t", Op.CREATE)
     ]
     assert mysql.execute(f"SELECT COUNT(*) FROM `{db}`.tideflow_signal")[0][0] == 0
+
+
+def test_abandoned_blocking_scan_ends_at_once_and_the_reader_stays_usable(db: str) -> None:
+    mysql.execute(
+        f"CREATE TABLE `{db}`.k (id INT PRIMARY KEY, v VARCHAR(100))",
+        f"INSERT INTO `{db}`.k SELECT seq, REPEAT('x', 100) FROM `{db}`.seq_1_to_200000",
+    )
+    reader = MySQLChunkReader(config(db))
+    try:
+        plan = reader.plan(f"{db}.k", None)
+        batches = reader.scan(plan, None, 1000)
+        assert len(next(batches)) == 1000
+        started = time.monotonic()
+        batches.close()  # a cancelled copy: the other 199,000 rows are not read
+        assert time.monotonic() - started < 2.0
+        assert sum(len(b) for b in reader.scan(plan, "id <= 5000", 1000)) == 5000
+    finally:
+        reader.close()

@@ -51,12 +51,7 @@ class MySQLChunkReader:
 
     def __init__(self, config: MySQLSourceConfig) -> None:
         self.config = config
-        self._conn = catalog.connect(config)
-        try:
-            catalog.query(self._conn, "SET time_zone = '+00:00'")
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = _connect(config)
         self._keep = column_filter(config)
         self._signal_db = signal.database(config)
         self._signal_checked = False
@@ -172,16 +167,31 @@ class MySQLChunkReader:
         query = f"SELECT {_select(plan)} FROM {_ident(plan.schema.name)}{where}"
         # One consistent snapshot, streamed row by row from the server: a point-in-time copy in
         # bounded memory (invariant 6), whatever the table size.
-        with self._conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur = self._conn.cursor(pymysql.cursors.SSCursor)
+        finished = False
+        try:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            try:
-                cur.execute(query, ())
-                while batch := cur.fetchmany(size):
-                    yield [self._convert(plan, r) for r in batch]
-            finally:
-                with contextlib.suppress(pymysql.err.MySQLError):
-                    cur.fetchall()  # drain an abandoned result before COMMIT
-                cur.execute("COMMIT")
+            cur.execute(query, ())
+            while batch := cur.fetchmany(size):
+                yield [self._convert(plan, r) for r in batch]
+            finished = True
+        finally:
+            if finished:
+                cur.close()
+                catalog.query(self._conn, "COMMIT")
+            else:
+                # Abandoned (cancel, stop) or failed: the rest of an unbuffered result can only
+                # be read to its end; dropping the connection ends the query at once. pymysql
+                # would still try to read it when the result is collected: tell it not to.
+                result = getattr(cur, "_result", None)
+                if result is not None:
+                    result.unbuffered_active = False
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        self.close()
+        with contextlib.suppress(Exception):  # unreachable: the next call fails and is retried
+            self._conn = _connect(self.config)
 
     def _convert(self, plan: TablePlan, values: tuple[Any, ...]) -> dict[str, Any]:
         convs = self._converters(plan)
@@ -197,6 +207,16 @@ class MySQLChunkReader:
             convs = [value_converter(c.type, mode) for c in plan.schema.columns]
             cached = self._conv[plan.schema.name] = (plan, convs)
         return cached[1]
+
+
+def _connect(config: MySQLSourceConfig) -> pymysql.connections.Connection[Any]:
+    conn = catalog.connect(config)
+    try:
+        catalog.query(conn, "SET time_zone = '+00:00'")  # binlog TIMESTAMP values are UTC
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def value_converter(column_type: str, mode: Any = "bytes") -> Convert:
