@@ -23,14 +23,17 @@ Postgres CPU s). The 5M default was not run there (the shared server was being r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +63,9 @@ class BackendCpu:
     shared server are not counted either, unlike a whole-server figure.
     """
 
-    def __init__(self, databases: list[str]) -> None:
+    def __init__(self, databases: list[str], port: int = pg.PORT) -> None:
         self.databases = databases
-        self._conn = psycopg.connect(pg.dsn(), autocommit=True)
+        self._conn = psycopg.connect(_dsn("postgres", port), autocommit=True)
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._db: dict[int, str] = {}
@@ -135,17 +138,40 @@ def fill(db: str, rows: int) -> None:
         conn.execute("VACUUM ANALYZE public.snap")
 
 
-def count(db: str) -> int:
+def _dsn(db: str, port: int) -> str:
+    return pg.dsn(db).replace(f"port={pg.PORT}", f"port={port}")
+
+
+@contextlib.contextmanager
+def dest_database(prefix: str, port: int) -> Iterator[str]:
+    """An empty database on the destination server (the source's server by default)."""
+    if port == pg.PORT:
+        with pg.temp_database(prefix) as name:
+            yield name
+        return
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    with psycopg.connect(_dsn("postgres", port), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        with psycopg.connect(pg.dsn(db)) as conn:
+        yield name
+    finally:
+        with psycopg.connect(_dsn("postgres", port), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def count(db: str, port: int = pg.PORT) -> int:
+    try:
+        with psycopg.connect(_dsn(db, port)) as conn:
             row = conn.execute("SELECT count(*) FROM public.snap").fetchone()
             return int(row[0]) if row else 0
     except psycopg.Error:
         return 0
 
 
-def tideflow_run(src: str, rows: int, chunk: int, parallelism: int, log_dir: Path | None) -> Run:
-    with pg.temp_database("snapdst") as dst, tempfile.TemporaryDirectory() as tmp:
+def tideflow_run(
+    src: str, rows: int, chunk: int, parallelism: int, log_dir: Path | None, port: int
+) -> Run:
+    with dest_database("snapdst", port) as dst, tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "srv", worker=True)
         server.start()
         try:
@@ -166,14 +192,14 @@ def tideflow_run(src: str, rows: int, chunk: int, parallelism: int, log_dir: Pat
                     {
                         "name": api.unique("snapdst"),
                         "connector": "postgresql",
-                        "config": api.pg_destination_config(dst),
+                        "config": api.pg_destination_config(dst, port=port),
                     },
                 )
                 pipe = api.create_pipeline(c, source, dest)
                 api.wait_status(c, "pipelines", pipe["id"], "Active")
                 api.wait_status(c, "sources", source["id"], "Active")
                 assert server.proc is not None
-                cpu = BackendCpu([src, dst])
+                cpu, dst_cpu = BackendCpu([src], pg.PORT), BackendCpu([dst], port)
                 client = _proc_cpu(server.proc.pid) or 0.0
                 began = time.monotonic()
                 r = c.post("/sources/snapshot", json={"source_id": source["id"]})
@@ -191,10 +217,9 @@ def tideflow_run(src: str, rows: int, chunk: int, parallelism: int, log_dir: Pat
                 )
                 wall = time.monotonic() - began
                 # Completion is recorded only after the rows are durable (invariant 1).
-                assert count(dst) == rows, "snapshot completed without every row"
+                assert count(dst, port) == rows, "snapshot completed without every row"
                 client = (_proc_cpu(server.proc.pid) or 0.0) - client
-                used = cpu.seconds()
-                return Run(wall, used[src], used[dst], client)
+                return Run(wall, cpu.seconds()[src], dst_cpu.seconds()[dst], client)
         finally:
             server.stop()
             if log_dir is not None and server.log_path is not None:
@@ -202,10 +227,11 @@ def tideflow_run(src: str, rows: int, chunk: int, parallelism: int, log_dir: Pat
                 shutil.copy(server.log_path, log_dir / f"tideflow-{int(time.time())}.log")
 
 
-def pg_dump_run(src: str) -> Run:
+def pg_dump_run(src: str, port: int) -> Run:
     env = {**os.environ, "PGPASSWORD": pg.PASSWORD}
     conn_args = ["-h", pg.HOST, "-p", str(pg.PORT), "-U", pg.USER]
-    with pg.temp_database("dumpdst") as dst:
+    dst_args = ["-h", pg.HOST, "-p", str(port), "-U", pg.USER]
+    with dest_database("dumpdst", port) as dst:
         schema = subprocess.run(
             ["pg_dump", *conn_args, "--schema-only", "-t", "public.snap", src],
             env=env,
@@ -214,19 +240,19 @@ def pg_dump_run(src: str) -> Run:
             check=True,
         ).stdout
         subprocess.run(
-            ["psql", *conn_args, "-q", "-v", "ON_ERROR_STOP=1", dst],
+            ["psql", *dst_args, "-q", "-v", "ON_ERROR_STOP=1", dst],
             input=schema,
             env=env,
             text=True,
             check=True,
             capture_output=True,
         )
-        cpu = BackendCpu([src, dst])
+        cpu, dst_cpu = BackendCpu([src], pg.PORT), BackendCpu([dst], port)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.monotonic()
         subprocess.run(
             f"pg_dump {' '.join(conn_args)} --data-only -t public.snap {src} | "
-            f"psql {' '.join(conn_args)} -q -v ON_ERROR_STOP=1 {dst}",
+            f"psql {' '.join(dst_args)} -q -v ON_ERROR_STOP=1 {dst}",
             shell=True,
             env=env,
             check=True,
@@ -235,8 +261,7 @@ def pg_dump_run(src: str) -> Run:
         wall = time.monotonic() - began
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-        used = cpu.seconds()
-        return Run(wall, used[src], used[dst], client)
+        return Run(wall, cpu.seconds()[src], dst_cpu.seconds()[dst], client)
 
 
 def main() -> None:
@@ -248,6 +273,12 @@ def main() -> None:
         "--repeat", type=int, default=1, help="alternate pg_dump | psql and Tideflow N times"
     )
     parser.add_argument("--log-dir", type=Path, help="keep Tideflow's server logs here")
+    parser.add_argument(
+        "--dest-port",
+        type=int,
+        default=pg.PORT,
+        help="Postgres port of the destination server (default: the source's server)",
+    )
     args = parser.parse_args()
     tideflow = f"tideflow (chunk {args.chunk}, parallelism {args.parallelism})"
     runs: list[tuple[str, Run]] = []
@@ -256,8 +287,10 @@ def main() -> None:
         fill(src, args.rows)
         for i in range(args.repeat):
             # Alternated on a shared machine, so both see the same background load.
-            runs.append(("pg_dump | psql", pg_dump_run(src)))
-            run = tideflow_run(src, args.rows, args.chunk, args.parallelism, args.log_dir)
+            runs.append(("pg_dump | psql", pg_dump_run(src, args.dest_port)))
+            run = tideflow_run(
+                src, args.rows, args.chunk, args.parallelism, args.log_dir, args.dest_port
+            )
             runs.append((tideflow, run))
             print(f"pair {i + 1}: ratio {runs[-1][1].wall / runs[-2][1].wall:.2f}", flush=True)
     print(
