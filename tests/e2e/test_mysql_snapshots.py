@@ -8,6 +8,8 @@ type), source against the Postgres destination.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -360,3 +362,36 @@ def _pg_extra(db: str) -> list[tuple[int, str]] | None:
             return [(int(a), str(b)) for a, b in rows]
     except psycopg.Error:
         return None
+
+
+def test_cli_snapshot_follows_to_completion(dbs: tuple[str, str], engine_server: Server) -> None:
+    src, dst = dbs
+    fill(src, 1, 3000)
+    sid = start(engine_server, src, dst)
+    with engine_server.client() as c:
+        name = c.get(f"/sources/{sid}").json()["result"][0]["name"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tideflow.cli.main",
+            "sources",
+            "snapshot",
+            name,
+            "--table",
+            f"{src}.t",
+            "--filter",
+            f"{src}.t:id <= 1000",
+            "--url",
+            engine_server.url,
+            "--token",
+            engine_server.token(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{src}.t" in out.stdout
+    want = [str(i) for i in range(1, 1001)]
+    wait_until(lambda: _pg_ids(dst) == want, 30, interval=0.5, what="rows 1..1000 copied")
