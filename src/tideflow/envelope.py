@@ -136,9 +136,15 @@ class Renderer:
         self.info = info
         self._plans: dict[tuple[int, bool], tuple[TableSchema, _RowPlan]] = {}
         # The source block without its position keys, as bytes without the closing brace:
-        # the same for every event of one table in one transaction.
-        self._source_key: tuple[Any, ...] | None = None
+        # the same for every event of one table in one transaction; and that table's plan.
+        self._last_table: TableSchema | None = None
+        self._last_txid: int | None = None
+        self._last_commit_ts = 0
+        self._last_snapshot = False
+        self._last_plan = _RowPlan(())
         self._source_head = b""
+        self._last_ts_ms: int | None = None
+        self._ts_part = b""
 
     def _plan(self, table: TableSchema, full: bool) -> _RowPlan:
         # Keyed by identity: hashing a TableSchema walks all its columns on every call.
@@ -206,7 +212,7 @@ class Renderer:
             out[UNCHANGED_KEY] = unchanged
         return out
 
-    def dumps(self, event: ChangeEvent, *, ts_ms: int | None = None) -> bytes:
+    def dumps(self, event: ChangeEvent, ts_ms: int | None = None) -> bytes:
         """The envelope as JSON bytes: byte for byte ``orjson.dumps`` of :meth:`render`.
 
         Spliced from parts rather than built as one dict: each image is serialised on its
@@ -226,12 +232,26 @@ class Renderer:
                 self.render(event, ts_ms=ts_ms, full=False), default=_orjson_default
             )
         table = event.table
-        key = (table, event.txid, event.commit_ts_ms, event.snapshot)
-        if key != self._source_key:
+        if (
+            table is not self._last_table
+            or event.txid != self._last_txid
+            or event.commit_ts_ms != self._last_commit_ts
+            or event.snapshot != self._last_snapshot
+        ):
             head = orjson.dumps(self._source_fixed(event), default=_orjson_default)
             self._source_head = head[:-1]
-            self._source_key = key
-        plan = self._plan(table, False)
+            if table is not self._last_table:
+                self._last_plan = self._plan(table, False)
+            self._last_table = table
+            self._last_txid = event.txid
+            self._last_commit_ts = event.commit_ts_ms
+            self._last_snapshot = event.snapshot
+        plan = self._last_plan
+        if ts_ms is None:
+            ts_ms = int(time.time() * 1000)
+        if ts_ms != self._last_ts_ms:
+            self._last_ts_ms = ts_ms
+            self._ts_part = b"%d" % ts_ms
         before, after = event.before, event.after
         unchanged: list[str] = []
         # One join: chained ``+`` would allocate (malloc, at this size) once per part.
@@ -248,7 +268,7 @@ class Renderer:
             self._source_head,
             tail,
             _OPS[event.op],
-            b"%d" % (int(time.time() * 1000) if ts_ms is None else ts_ms),
+            self._ts_part,
         ]
         if unchanged:
             parts += (_UNCHANGED_PART, orjson.dumps(unchanged))

@@ -38,7 +38,7 @@ from tests.support.server import Server, wait_until
 pytestmark = pytest.mark.integration
 
 CHAOS_ROUNDS = int(os.environ.get("TIDEFLOW_CHAOS_ROUNDS", "2"))
-PREFIX = "tfk-e2e-"
+PREFIX = "tfk-pipe-"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -246,9 +246,11 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if self.config.transactional:
             headers = [(HEADER, position_header(position))]
             producer.begin_transaction()
+        plain = self._serializer.plain()
+        dumps = plain.dumps if plain is not None else None
         for i, (event, topic) in enumerate(plan):
             key = key_of(event, topic)
-            value = value_of(event, topic, ts_ms)
+            value = dumps(event, ts_ms) if dumps is not None else value_of(event, topic, ts_ms)
             try:
                 if headers is None:
                     produce(topic, value, key)
