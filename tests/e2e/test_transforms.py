@@ -184,14 +184,15 @@ def test_runaway_transforms_are_stopped_without_hurting_others(
 ) -> None:
     src, dst = dbs
     loop = "function _streamkap_transform(v) { if (v.id == 3) { while (true) {} } return v; }"
-    # 10 MB steps: the memory limit is reached in a few steps, long before the time limit
-    # even on a loaded machine (the time limit is wall-clock).
+    # 100 MB steps: the first one is over the limit, so the memory limit stops it at once.
+    # Small steps also end at the memory limit, but filling 64 MB takes long enough on a
+    # loaded machine for the (wall-clock) time limit to come first.
     hog = (
         "def _streamkap_transform(v, k, t, ts):\n"
         "    if v['id'] == 4:\n"
         "        a = []\n"
         "        while True:\n"
-        "            a.append('x' * 10**7)\n"
+        "            a.append('x' * 10**8)\n"
         "    return v\n"
     )
     with pg.temp_database("dst2") as dst2, engine_server.client() as c:

@@ -56,7 +56,24 @@ function __tideflow_batch(json, onlyValue) {
 _FIRST_CHUNK = 512
 
 
-def _batch_json(chunk: list[Input]) -> str:
+def batch_results(data: str | bytes, only_value: bool) -> list[Result]:
+    """The results in ``__tideflow_batch``'s JSON output."""
+    outs = orjson.loads(data)
+    if only_value:
+        return [output_of(o, None, None) for o in outs]
+    return [output_of(o[0], o[1], o[2]) for o in outs]
+
+
+def batch_inputs(data: str | bytes) -> list[Input]:
+    """The inputs of a :func:`batch_json` string."""
+    shapes, items = orjson.loads(data)
+    return [
+        Input(value, dict(zip(shapes[s][1], keys, strict=True)), shapes[s][0], ts)
+        for value, keys, s, ts in items
+    ]
+
+
+def batch_json(chunk: list[Input]) -> str:
     """The batch argument of ``__tideflow_batch`` (see the driver)."""
     shapes: dict[tuple[str, tuple[str, ...]], int] = {}
     items = []
@@ -119,26 +136,42 @@ class JavaScriptRunner:
                 results.extend(self._one_by_one(chunk))
                 continue
             try:
-                outs = orjson.loads(self._batch(_batch_json(chunk), self._only_value))
+                outs = self._batch(batch_json(chunk), self._only_value)
             except quickjs.JSException as exc:
-                # Some record threw or hit a limit: run the chunk again record by record so
-                # only that record fails, with its own message and line. Transforms keep no
-                # state between records, so running the others twice changes nothing.
-                limit = _failure(exc).message.startswith("exceeded")
-                if limit:
-                    self._ctx = self._context()  # may be left inconsistent
-                again = self._one_by_one(chunk)
-                if limit and not any(
-                    isinstance(r, Failure) and r.message.startswith("exceeded") for r in again
-                ):
-                    self._chunk = max(1, self._chunk // 2)
-                results.extend(again)
+                results.extend(self.recover(chunk, exc))
                 continue
-            if self._only_value:
-                results.extend(output_of(o, None, None) for o in outs)
-            else:
-                results.extend(output_of(o[0], o[1], o[2]) for o in outs)
+            results.extend(batch_results(outs, self._only_value))
         return results
+
+    @property
+    def only_value(self) -> bool:
+        """Whether batch calls return values only (no key or topic function)."""
+        return self._only_value
+
+    @property
+    def whole_batches(self) -> bool:
+        """Whether a batch may go to QuickJS in one call (no overrun made batches shrink)."""
+        return self._chunk == _FIRST_CHUNK
+
+    def run_json(self, batch: str) -> str:
+        """One QuickJS call on a :func:`batch_json` string; its JSON result (see
+        :func:`batch_results`). Raises ``quickjs.JSException`` (then use :meth:`recover`)."""
+        return str(self._batch(batch, self._only_value))
+
+    def recover(self, chunk: list[Input], exc: Exception) -> list[Result]:
+        """Results of ``chunk`` after its batch call raised ``exc``: the chunk runs again
+        record by record so only the faulty record fails, with its own message and line.
+        Transforms keep no state between records, so running the others twice changes
+        nothing."""
+        limit = _failure(exc).message.startswith("exceeded")
+        if limit:
+            self._ctx = self._context()  # may be left inconsistent
+        again = self._one_by_one(chunk)
+        if limit and not any(
+            isinstance(r, Failure) and r.message.startswith("exceeded") for r in again
+        ):
+            self._chunk = max(1, self._chunk // 2)
+        return again
 
     def _one_by_one(self, inputs: list[Input]) -> list[Result]:
         results: list[Result] = []
@@ -162,7 +195,23 @@ class JavaScriptRunner:
 
 class JavaScriptWorker(WorkerRunner):
     """JavaScript code run by :class:`JavaScriptRunner` in a worker process
-    (:mod:`.javascript_child`): what pipelines use, so QuickJS never holds their GIL."""
+    (:mod:`.javascript_child`): what pipelines use, so QuickJS never holds their GIL.
+
+    A batch travels as :func:`batch_json`, which the worker hands to QuickJS as is; the reply
+    is ``B`` + QuickJS's own output, or ``R`` + per-record results after a fault (see the
+    worker), so the common case decodes JSON once, here."""
 
     module = "tideflow.engine.transforms.javascript_child"
     language = "JavaScript"
+    _only_value = False
+
+    def _started(self, reply: dict[str, Any]) -> None:
+        self._only_value = bool(reply.get("only_value"))
+
+    def _request(self, inputs: list[Input]) -> bytes:
+        return batch_json(inputs).encode()
+
+    def _parse(self, data: bytes) -> list[Result]:
+        if data[:1] == b"B":
+            return batch_results(data[1:], self._only_value)
+        return super()._parse(data[1:])

@@ -66,7 +66,8 @@ class WorkerRunner:
             "limits": {"time_ms": self.limits.time_ms, "memory_mb": self.limits.memory_mb},
         }
         try:
-            reply = self._exchange(init, _GRACE_S + 10)
+            self._send_bytes(orjson.dumps(init))
+            reply = orjson.loads(self._receive_bytes(time.monotonic() + _GRACE_S + 10))
         except _Died:
             self.close()
             raise CompileError(
@@ -75,27 +76,34 @@ class WorkerRunner:
         if "error" in reply:
             self.close()
             raise CompileError(Failure(reply["error"], reply.get("line")))
+        self._started(reply)
 
-    def _exchange(self, doc: Any, timeout: float) -> Any:
-        self._send(doc)
-        return self._receive(time.monotonic() + timeout)
+    def _started(self, reply: dict[str, Any]) -> None:
+        """The worker's answer to the init message (subclasses may read settings from it)."""
 
-    def _send(self, doc: Any) -> None:
+    def _request(self, inputs: list[Input]) -> bytes:
+        """A batch as the worker reads it."""
+        return orjson.dumps([(i.value, i.key, i.topic, i.timestamp) for i in inputs])
+
+    def _parse(self, data: bytes) -> list[Result]:
+        """The worker's reply to a batch: one result per input."""
+        return _results(orjson.loads(data))
+
+    def _send_bytes(self, data: bytes) -> None:
         proc = self._proc
         assert proc is not None and proc.stdin is not None
-        data = orjson.dumps(doc)
         try:
             proc.stdin.write(struct.pack(">I", len(data)) + data)
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise _Died from None
 
-    def _receive(self, deadline: float) -> Any:
+    def _receive_bytes(self, deadline: float) -> bytes:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         head = _read_exact(proc.stdout, 4, deadline)
         (n,) = struct.unpack(">I", head)
-        return orjson.loads(_read_exact(proc.stdout, n, deadline))
+        return _read_exact(proc.stdout, n, deadline)
 
     def run(self, inputs: list[Input]) -> list[Result]:
         self.send(inputs)
@@ -111,7 +119,7 @@ class WorkerRunner:
         self._sent = False
         if inputs:
             try:
-                self._send([(i.value, i.key, i.topic, i.timestamp) for i in inputs])
+                self._send_bytes(self._request(inputs))
                 self._sent = True
             except _Died:
                 pass  # receive() restarts the worker and re-runs the batch
@@ -123,7 +131,7 @@ class WorkerRunner:
             return []
         if self._sent:
             try:
-                return _results(self._receive(deadline))
+                return self._parse(self._receive_bytes(deadline))
             except _Died:
                 pass
         self._restart()
@@ -138,8 +146,8 @@ class WorkerRunner:
         return results
 
     def _batch(self, inputs: list[Input], timeout: float) -> list[Result]:
-        doc = [(i.value, i.key, i.topic, i.timestamp) for i in inputs]
-        return _results(self._exchange(doc, timeout))
+        self._send_bytes(self._request(inputs))
+        return self._parse(self._receive_bytes(time.monotonic() + timeout))
 
     def _restart(self) -> None:
         self.close()
