@@ -172,6 +172,21 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         self._topic_cache[id(table)] = (table, name)
         return name
 
+    def _plan(self, events: list[ChangeEvent]) -> tuple[list[tuple[ChangeEvent, str]], set[str]]:
+        """(event, topic) pairs and the topics; batches come in runs of one table."""
+        plan: list[tuple[ChangeEvent, str]] = []
+        append = plan.append
+        topics: set[str] = set()
+        table: TableSchema | None = None
+        topic = ""
+        for event in events:
+            if event.table is not table:
+                table = event.table
+                topic = self._topic(table)
+                topics.add(topic)
+            append((event, topic))
+        return plan, topics
+
     def write(self, batch: Batch) -> None:
         """Produce every event (and tombstones), then wait for every acknowledgement.
 
@@ -184,8 +199,8 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if self._topics is None:
             self.open()
         assert self._topics is not None
-        plan = [(event, self._topic(event.table)) for event in batch.events]
-        self._topics.ensure({topic for _, topic in plan})
+        plan, topics = self._plan(batch.events)
+        self._topics.ensure(topics)
         caught_up: set[str] = set()
         if self._resume is not None:
             plan, caught_up = self._unwritten(self._resume, plan)

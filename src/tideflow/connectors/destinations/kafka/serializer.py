@@ -88,7 +88,8 @@ class Serializer:
         row = event.after if event.after is not None else event.before
         if row is None:
             return None
-        fmt = self._key_format(table)
+        entry = self._key_formats.get(id(table))
+        fmt = entry[1] if entry is not None and entry[0] is table else self._key_format(table)
         value = row.get(table.key[0]) if fmt is not None else None
         if fmt is not None and type(value) is int:  # not bool: that renders as true/false
             payload = fmt % value
