@@ -65,16 +65,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each stream")
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--warm-rows", type=int, default=100_000, help="unmeasured burst before the latency run"
+    )
     parser.add_argument("--snapshot-rows", type=int, default=5_000_000)
     parser.add_argument("--snapshot-reps", type=int, default=1)
     parser.add_argument("--big-tx", type=int, default=2_000_000)
+    parser.add_argument(
+        "--stem", help="results file name without .json (default <date>-compare[-quick])"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.single_tx, args.reps, args.seconds = 100_000, 20_000, 2, 15
-        args.snapshot_rows, args.big_tx = 200_000, 300_000
+        args.snapshot_rows, args.big_tx, args.warm_rows = 200_000, 300_000, 20_000
     only = set(args.only.split(","))
     suffix = "-compare-quick" if args.quick else "-compare"
-    stem = f"{datetime.now(UTC):%Y-%m-%d}{suffix}"
+    stem = args.stem or f"{datetime.now(UTC):%Y-%m-%d}{suffix}"
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{stem}.json"
     base = Path(os.environ.get("TIDEFLOW_BENCH_DIR", tempfile.gettempdir())) / "tideflow-compare"
@@ -96,7 +102,7 @@ def main() -> None:
             "debezium": {
                 **DEBEZIUM_TUNING,
                 "debezium.source.decimal.handling.mode": "string",
-                "debezium.source.offset.flush.interval.ms": "0",
+                "debezium.source.offset.flush.interval.ms": "default (60000)",
                 "jvm": "java -cp <runner>:conf:lib/* io.debezium.server.Main (run.sh, no "
                 "JAVA_OPTS: default heap sizing)",
             },
@@ -132,7 +138,7 @@ def main() -> None:
         if "latency" in only:
             log(f"latency: {args.rate:,} rows/s for {args.seconds:.0f} s")
             results["runs"]["latency"] = [
-                measure.latency(ctx, name, args.rate, args.seconds, log)
+                measure.latency(ctx, name, args.rate, args.seconds, log, args.warm_rows)
                 for name in ("tideflow", "debezium")
             ]
             save()

@@ -22,7 +22,7 @@ from tests.support import pg
 from tests.support.server import wait_until
 
 from bench import snapshot_bench
-from bench.compare import verify
+from bench.compare import report, verify
 from bench.compare.contenders import Debezium, Sampler, Tideflow, recvlogical
 from bench.compare.workloads import (
     BENCH_COLUMNS,
@@ -240,16 +240,18 @@ def streaming(
     return runs
 
 
-WARM_ROWS = 20_000
-
-
 def latency(
-    ctx: Context, name: str, rate: int, seconds: float, log: Callable[[str], None]
+    ctx: Context,
+    name: str,
+    rate: int,
+    seconds: float,
+    log: Callable[[str], None],
+    warm_rows: int = 100_000,
 ) -> dict[str, Any]:
     """Commit → visible in the sink topic at ``rate`` rows/s: the broker's LogAppendTime
     minus the row's ``created`` (``clock_timestamp()`` inside the inserting transaction).
 
-    A warm-up burst of ``WARM_ROWS`` rows goes first and is not measured: a JVM compiles its
+    A warm-up burst of ``warm_rows`` rows goes first and is not measured: a JVM compiles its
     hot path during the first tens of thousands of events, and the goal is about the steady
     state, not start-up."""
     with stream([name], lambda db: {}, sentinel=False) as s:
@@ -283,12 +285,12 @@ def latency(
             dbz.start(props)
             pid, alive, stop = dbz.pid, dbz.alive, dbz.stop
         sampler = Sampler(pid)
-        insert_rows(s.db, WARM_ROWS, per_tx=100)
-        problem = wait_topic(topic, WARM_ROWS, alive, stall_s=300)
+        insert_rows(s.db, warm_rows, per_tx=100)
+        problem = wait_topic(topic, warm_rows, alive, stall_s=300)
         written = 0
         if not problem:
-            written = paced_inserts(s.db, rate, seconds, start_id=WARM_ROWS + 1)
-            problem = wait_topic(topic, WARM_ROWS + written, alive)
+            written = paced_inserts(s.db, rate, seconds, start_id=warm_rows + 1)
+            problem = wait_topic(topic, warm_rows + written, alive)
         rss, cpu = sampler.stop()
         stop()
         source = source_state(s.db, BENCH_TABLE, BENCH_COLUMNS)
@@ -296,13 +298,13 @@ def latency(
             topic,
             BENCH_COLUMNS,
             source,
-            {"c": WARM_ROWS + written},
-            events=WARM_ROWS + written,
+            {"c": warm_rows + written},
+            events=warm_rows + written,
             problem=problem,
             started=started,
             cpu_s=cpu,
             rss_mb=rss,
-            latency_after=WARM_ROWS,
+            latency_after=warm_rows,
         )
         out["achieved_rows_per_s"] = round(written / seconds)
         log(f"    {name:<12} {out.get('latency_ms')} ok={out['ok']} ({out['detail'][:120]})")
@@ -494,6 +496,7 @@ def profile(ctx: Context, write: Callable[[str], dict[str, int]], out: Path) -> 
                 "100",
                 "--subprocesses",
                 "--nonblocking",
+                "--gil",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -505,4 +508,10 @@ def profile(ctx: Context, write: Callable[[str], dict[str, int]], out: Path) -> 
             spy.wait(120)
         except subprocess.TimeoutExpired:
             spy.kill()
-    return {"file": out.name, "events_per_s": result["events_per_s"], "ok": result["ok"]}
+    top = report.profile_top(out) if out.exists() else []
+    return {
+        "file": out.name,
+        "events_per_s": result["events_per_s"],
+        "ok": result["ok"],
+        "top_self": top,
+    }

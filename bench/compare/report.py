@@ -7,7 +7,10 @@ workload (``None`` in the summary, listed under ``failed``).
 
 from __future__ import annotations
 
+import json
 import statistics
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 Runs = list[dict[str, Any]]
@@ -143,6 +146,28 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def profile_top(path: Path, n: int = 15) -> list[dict[str, Any]]:
+    """The ``n`` functions with the most self samples in a py-spy speedscope file."""
+    doc = json.loads(path.read_text())
+    frames = doc["shared"]["frames"]
+    self_samples: Counter[tuple[str, str]] = Counter()
+    total = 0
+    for prof in doc["profiles"]:
+        for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
+            if stack:
+                frame = frames[stack[-1]]
+                self_samples[frame["name"], frame.get("file", "")] += weight
+                total += weight
+    return [
+        {"function": name, "file": file, "self_share": round(w / total, 3)}
+        for (name, file), w in self_samples.most_common(n)
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     s = results["summary"]
     rows: list[tuple[str, Any, Any, Any, Any]] = []
@@ -213,11 +238,13 @@ def markdown(results: dict[str, Any]) -> str:
         "| figure | Tideflow | Debezium Server | limit (pg_recvlogical / pg_dump) | ratio |",
         "|---|---|---|---|---|",
     ]
-    out += [f"| {a} | {_fmt(b)} | {_fmt(c)} | {_fmt(d)} | {e} |" for a, b, c, d, e in rows]
+    out += [
+        f"| {_cell(a)} | {_fmt(b)} | {_fmt(c)} | {_fmt(d)} | {_cell(e)} |" for a, b, c, d, e in rows
+    ]
     out += ["", "| goal | measured | target | met |", "|---|---|---|---|"]
     for g in s["goals"]:
         met = {True: "yes", False: "no", None: "not measured"}[g["met"]]
-        out.append(f"| {g['goal']} | {_fmt(g['measured'])} | {g['target']} | {met} |")
+        out.append(f"| {_cell(g['goal'])} | {_fmt(g['measured'])} | {g['target']} | {met} |")
     if s["failed"]:
         out += ["", "Failed (data not verified at the sink): " + "; ".join(s["failed"])]
     return "\n".join(out) + "\n"
