@@ -318,6 +318,7 @@ class PipelineRunner:
 
     def _write(self, dest: Destination[Any], batch: Batch) -> None:
         while True:
+            self._await_lease()
             try:
                 dest.write(batch)
                 return
@@ -346,6 +347,16 @@ class PipelineRunner:
                     extra={"unit": self.unit},
                 )
                 batch = Batch(remaining, batch.position, batch.last_commit_ts_ms, batch.bytes)
+
+    def _await_lease(self) -> None:
+        """Write-side fencing (cluster mode): start no write while this worker's lease may have
+        expired by its own clock (e.g. it was frozen); wait for a renewal or an abort."""
+        may_write = getattr(self.services.checkpoints.fence, "may_write", None)
+        if may_write is None:
+            return
+        while not may_write():
+            if wait(self.abort, 0.1):
+                raise Aborted
 
     def _checkpoint(self, batch: Batch) -> None:
         """Hand the batch's position to the checkpointer (it publishes it once stored)."""

@@ -5,6 +5,10 @@ Its thread makes every lease round trip, once per ``heartbeat_interval``; the su
 to run (:meth:`Keeper.restrict`), which units to abort at once (:meth:`Keeper.take_lost`) and
 tells it which units still run (:meth:`Keeper.settled`), so that a unit handed over is released
 only after its runner stopped gracefully (flushed and checkpointed).
+
+Units are named by *runner id*, the key of the plan's ``sources`` the supervisor runs: a source
+id (lease kind ``source``) or, in log mode, ``log:<pipeline id>`` (lease kind ``pipeline``),
+see :mod:`.logmode`. Assignment balances each kind on its own.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from datetime import timedelta
 
 from tideflow.engine import status
 from tideflow.engine.checkpoints import Checkpoints
+from tideflow.engine.cluster import logmode
 from tideflow.engine.cluster.assignment import decide
 from tideflow.engine.cluster.leases import (
     DRAINING,
+    PIPELINE,
     SOURCE,
     STOPPED,
     ClusterConfig,
     Leases,
     Overview,
 )
+from tideflow.engine.cluster.logmode import key_of, runner_of
 from tideflow.engine.plan import Plan
 from tideflow.store.db import Store
 
@@ -41,9 +48,14 @@ class GuardedStatusBoard(status.StatusBoard):
         self.keeper: Keeper | None = None
 
     def report(self, unit: str, status: str, message: str = "", *, part: str | None = None) -> None:
+        if logmode.hidden(unit):
+            return
         if self.keeper is not None and not self.keeper.owns(unit, part):
             return
         super().report(unit, status, message, part=part)
+
+    def forget(self, units: set[str]) -> None:
+        super().forget({u for u in units if not logmode.hidden(u)})
 
     def drop(self, units: list[str]) -> None:
         """Forget what was reported or written for ``units`` (their rows changed elsewhere)."""
@@ -65,15 +77,17 @@ class Keeper:
         board.keeper = self
         self.drained = threading.Event()
         self._lock = threading.Lock()
-        self._held: dict[str, int] = {}  # source id → lease generation
+        self._held: dict[str, int] = {}  # runner id → lease generation
         self._releasing: set[str] = set()
         self._lost: set[str] = set()
         self._running: set[str] = set()
-        self._candidates: list[str] | None = None  # None until the first plan is seen
-        self._units: dict[str, list[str]] = {}  # source id → its status units
+        self._candidates: dict[str, list[str]] | None = None  # kind → unit ids; None: no plan yet
+        self._units: dict[str, list[str]] = {}  # runner id → its status units
         self._pipeline_sources: dict[str, set[str]] = defaultdict(set)
         self._draining = False
-        self._marked: set[tuple[str, str, int]] = set()
+        self._marked: set[tuple[str, str, str, int]] = set()
+        # When the last successful renewal started: every held lease lives at least until
+        # this + lease_ttl by the store's clock (write-side fencing, may_write).
         self._last_renewed = time.monotonic()
         self._notes: list[tuple[str, int, str]] = []
         self._wake = threading.Event()
@@ -84,24 +98,31 @@ class Keeper:
 
     def restrict(self, plan: Plan) -> Plan:
         """Observe the whole plan; return the part this worker runs (held, not handed over)."""
+        cfg = self.config
+        if cfg.log_mode:
+            plan = logmode.layout(plan, cfg.log_bootstrap, cfg.log_partitions)
         units: dict[str, list[str]] = {}
         pipeline_sources: dict[str, set[str]] = defaultdict(set)
-        for sid in plan.sources:
-            pipes = plan.pipelines.get(sid, [])
-            units[sid] = [status.source_unit(sid), *(status.pipeline_unit(p.id) for p in pipes)]
+        candidates: dict[str, list[str]] = {SOURCE: [], PIPELINE: []}
+        for rid in plan.sources:
+            pipes = plan.pipelines.get(rid, [])
+            shown = [status.source_unit(rid), *(status.pipeline_unit(p.id) for p in pipes)]
+            units[rid] = [u for u in shown if not logmode.hidden(u)]
             for p in pipes:
-                pipeline_sources[status.pipeline_unit(p.id)].add(sid)
+                pipeline_sources[status.pipeline_unit(p.id)].add(rid)
+            kind, unit_id = key_of(rid)
+            candidates[kind].append(unit_id)
         with self._lock:
-            self._candidates = sorted(plan.sources)
+            self._candidates = {k: sorted(v) for k, v in candidates.items()}
             self._units = units
             self._pipeline_sources = pipeline_sources
-            run = [sid for sid in plan.sources if sid in self._held and sid not in self._releasing]
+            run = [r for r in plan.sources if r in self._held and r not in self._releasing]
         out = Plan()
-        for sid in run:
-            out.sources[sid] = plan.sources[sid]
-            out.source_info[sid] = plan.source_info[sid]
-            if sid in plan.pipelines:
-                out.pipelines[sid] = plan.pipelines[sid]
+        for rid in run:
+            out.sources[rid] = plan.sources[rid]
+            out.source_info[rid] = plan.source_info[rid]
+            if rid in plan.pipelines:
+                out.pipelines[rid] = plan.pipelines[rid]
         return out
 
     def take_lost(self) -> set[str]:
@@ -116,13 +137,25 @@ class Keeper:
         if ready:
             self._wake.set()
 
-    def checkpoints(self, source_id: str) -> Checkpoints:
+    def checkpoints(self, runner_id: str) -> Checkpoints:
         with self._lock:
-            generation = self._held.get(source_id, -1)  # lost meanwhile: every write is fenced
+            generation = self._held.get(runner_id, -1)  # lost meanwhile: every write is fenced
+        kind, unit_id = key_of(runner_id)
         fence = self.leases.fence(
-            SOURCE, source_id, generation, lambda: self._lose(source_id, generation, "fenced")
+            kind,
+            unit_id,
+            generation,
+            lambda: self._lose(runner_id, generation, "fenced"),
+            self.may_write,
         )
         return Checkpoints(self.store, fence=fence)
+
+    def may_write(self) -> bool:
+        """Write-side fencing: False once the leases may have expired by this worker's clock
+        (no renewal since ``lease_ttl`` minus one heartbeat), e.g. after the process was frozen;
+        True again after the next successful renewal."""
+        margin = self.config.heartbeat_interval
+        return time.monotonic() < self._last_renewed + self.config.lease_ttl - margin
 
     def owns(self, unit: str, part: str | None) -> bool:
         with self._lock:
@@ -130,7 +163,7 @@ class Keeper:
                 return part in self._held
             if unit.startswith("source:"):
                 return unit.removeprefix("source:") in self._held
-            return any(sid in self._held for sid in self._pipeline_sources.get(unit, ()))
+            return any(r in self._held for r in self._pipeline_sources.get(unit, ()))
 
     def held(self) -> dict[str, int]:
         with self._lock:
@@ -172,17 +205,19 @@ class Keeper:
 
     def _round(self) -> None:
         held = self.held()
+        started = time.monotonic()
         state = self.leases.heartbeat(list(held))
         if state == DRAINING:
             with self._lock:
                 self._draining = True
-        for _, lost in self.leases.renew({(SOURCE, s): g for s, g in held.items()}):
+        for key in self.leases.renew({key_of(r): g for r, g in held.items()}):
+            lost = runner_of(*key)
             self._lose(lost, held[lost], "lease taken over")
-        self._last_renewed = time.monotonic()
+        self._last_renewed = started
         with self._lock:
             notes, self._notes = self._notes, []
-        for unit_id, lost_generation, why in notes:
-            self.leases.note_lost(SOURCE, unit_id, lost_generation, why)
+        for rid, lost_generation, why in notes:
+            self.leases.note_lost(*key_of(rid), lost_generation, why)
         self._release_settled()
         with self._lock:
             candidates, draining = self._candidates, self._draining
@@ -193,78 +228,86 @@ class Keeper:
         if candidates is None:
             return
         view = self.leases.overview()
+        for kind, unit_ids in candidates.items():
+            self._assign(kind, unit_ids, view, draining)
+        self._mark_orphans(view)
+
+    def _assign(self, kind: str, unit_ids: list[str], view: Overview, draining: bool) -> None:
+        mine = {u for k, u in map(key_of, self.held()) if k == kind}
         decision = decide(
             self.leases.owner,
-            SOURCE,
-            candidates,
-            set(self.held()),
+            kind,
+            unit_ids,
+            mine,
             view,
             orphan_after=timedelta(seconds=2 * self.config.heartbeat_interval),
             draining=draining,
         )
-        for sid in decision.claim:
-            lease = view.leases.get((SOURCE, sid))
+        for unit_id in decision.claim:
+            lease = view.leases.get((kind, unit_id))
             reclaim = lease is not None and lease.owner == self.leases.owner
-            generation = self.leases.acquire(SOURCE, sid, reclaim_own=reclaim)
+            generation = self.leases.acquire(kind, unit_id, reclaim_own=reclaim)
             if generation is not None:
+                rid = runner_of(kind, unit_id)
                 with self._lock:
-                    self._held[sid] = generation
-                    units = self._units.get(sid, [])
+                    self._held[rid] = generation
+                    units = self._units.get(rid, [])
                 self.board.drop(units)
         if decision.shed:
             with self._lock:
-                self._releasing |= set(decision.shed) & set(self._held)
+                shed = {runner_of(kind, u) for u in decision.shed}
+                self._releasing |= shed & set(self._held)
             self._release_settled()
-        self._mark_orphans(view)
 
     def _release_settled(self) -> None:
         with self._lock:
             ready = [
-                (sid, self._held[sid], self._units.get(sid, []))
-                for sid in self._releasing - self._running
-                if sid in self._held
+                (rid, self._held[rid], self._units.get(rid, []))
+                for rid in self._releasing - self._running
+                if rid in self._held
             ]
             why = "worker draining" if self._draining else "rebalancing"
-            known = set(self._candidates or ())
-        for sid, generation, units in ready:
-            gone = sid not in known
-            detail = "source deleted" if gone else f"{why} ({self.leases.owner})"
-            self.leases.release(SOURCE, sid, generation, units, detail, gone=gone)
+            known = {(k, u) for k, us in (self._candidates or {}).items() for u in us}
+        for rid, generation, units in ready:
+            kind, unit_id = key_of(rid)
+            gone = (kind, unit_id) not in known
+            detail = f"{kind} deleted" if gone else f"{why} ({self.leases.owner})"
+            self.leases.release(kind, unit_id, generation, units, detail, gone=gone)
             with self._lock:
-                self._held.pop(sid, None)
-                self._releasing.discard(sid)
+                self._held.pop(rid, None)
+                self._releasing.discard(rid)
             self.board.drop(units)
 
     def _mark_orphans(self, view: Overview) -> None:
-        for (kind, sid), lease in view.leases.items():
-            if kind != SOURCE or not lease.owner or lease.owner in view.live_workers:
+        for (kind, unit_id), lease in view.leases.items():
+            if not lease.owner or lease.owner in view.live_workers:
                 continue
             if lease.owner == self.leases.owner or lease.expires_at > view.now:
                 continue
-            key = (lease.owner, sid, lease.generation)
+            key = (lease.owner, kind, unit_id, lease.generation)
             if key in self._marked:
                 continue
             with self._lock:
-                units = self._units.get(sid, [])
+                units = self._units.get(runner_of(kind, unit_id), [])
             self.leases.mark_orphaned(lease.owner, units)
             self._marked.add(key)
 
-    def _lose(self, sid: str, generation: int, why: str) -> None:
+    def _lose(self, rid: str, generation: int, why: str) -> None:
         with self._lock:
-            if self._held.get(sid) != generation:
+            if self._held.get(rid) != generation:
                 return
-            del self._held[sid]
-            self._releasing.discard(sid)
-            self._lost.add(sid)
-            units = self._units.get(sid, [])
-            self._notes.append((sid, generation, why))
+            del self._held[rid]
+            self._releasing.discard(rid)
+            self._lost.add(rid)
+            units = self._units.get(rid, [])
+            self._notes.append((rid, generation, why))
         self.board.drop(units)
-        log.warning("lost source %s (generation %d): %s", sid, generation, why)
+        log.warning("lost %s %s (generation %d): %s", *key_of(rid), generation, why)
         self._wake.set()  # record it from the keeper thread, outside the caller's transaction
 
     def _expire_if_stale(self) -> None:
         """Without a renewal for a whole TTL the leases may be someone else's: stop writing."""
         if time.monotonic() - self._last_renewed <= self.config.lease_ttl:
             return
-        for sid, generation in self.held().items():
-            self._lose(sid, generation, "could not renew the lease in time")
+        for rid, generation in self.held().items():
+            self._lose(rid, generation, "could not renew the lease in time")

@@ -13,9 +13,10 @@ commit (:class:`LeaseFence`).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,8 @@ from tideflow.store.models.runtime import UnitStatus
 
 log = logging.getLogger(__name__)
 
-SOURCE = "source"  # a source reader and the pipelines it feeds, run together (one slot)
+SOURCE = "source"  # a source reader and the pipelines it feeds (log mode: and the log writer)
+PIPELINE = "pipeline"  # log mode: one pipeline, reading the source's topics
 ACTIVE, DRAINING, STOPPED = "active", "draining", "stopped"
 
 
@@ -41,6 +43,19 @@ class ClusterConfig:
 
     lease_ttl: float = 10.0
     heartbeat_interval: float = 2.0
+    # Log mode (on unless TIDEFLOW_CLUSTER_LOG=off): sources write per-table Kafka topics and
+    # every pipeline is its own unit reading them (.logmode). All workers must agree.
+    log_mode: bool = field(
+        default_factory=lambda: (
+            os.environ.get("TIDEFLOW_CLUSTER_LOG", "on").lower() not in ("off", "0", "false", "no")
+        )
+    )
+    log_bootstrap: str = field(
+        default_factory=lambda: os.environ.get("TIDEFLOW_LOG_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    log_partitions: int = field(
+        default_factory=lambda: int(os.environ.get("TIDEFLOW_LOG_PARTITIONS", "1"))
+    )
 
 
 @dataclass(frozen=True)
@@ -262,9 +277,14 @@ class Leases:
             mark_moving(s, units, dead_owner, f"worker {dead_owner} stopped heartbeating; moving")
 
     def fence(
-        self, kind: str, unit_id: str, generation: int, on_lost: Callable[[], None]
+        self,
+        kind: str,
+        unit_id: str,
+        generation: int,
+        on_lost: Callable[[], None],
+        may_write: Callable[[], bool] | None = None,
     ) -> LeaseFence:
-        return LeaseFence(self.owner, kind, unit_id, generation, on_lost)
+        return LeaseFence(self.owner, kind, unit_id, generation, on_lost, may_write)
 
 
 # A worker frozen or cut off in the middle of a transaction (after the fence's FOR SHARE, say)
@@ -320,16 +340,28 @@ def set_worker_state(store: Store, worker_id: str, state: str) -> bool:
 
 
 class LeaseFence:
-    """The :class:`~tideflow.engine.checkpoints.Fence` of one held lease."""
+    """The :class:`~tideflow.engine.checkpoints.Fence` of one held lease.
+
+    ``may_write()`` is the write-side fence: False while the lease may have expired by this
+    worker's own clock (no renewal for ``lease_ttl`` minus a margin); the pipeline runner does
+    not start a destination write until it is True again (renewed) or the unit is aborted.
+    """
 
     def __init__(
-        self, owner: str, kind: str, unit_id: str, generation: int, on_lost: Callable[[], None]
+        self,
+        owner: str,
+        kind: str,
+        unit_id: str,
+        generation: int,
+        on_lost: Callable[[], None],
+        may_write: Callable[[], bool] | None = None,
     ) -> None:
         self.owner = owner
         self.kind = kind
         self.unit_id = unit_id
         self.held_generation = generation
         self.on_lost = on_lost
+        self.may_write = may_write or (lambda: True)
 
     def generation(self, session: Session, unit_name: str) -> int:
         # FOR SHARE: a takeover (FOR UPDATE on this row) waits for this write to commit, and

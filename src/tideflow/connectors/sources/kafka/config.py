@@ -54,6 +54,15 @@ class KafkaSourceConfig(KafkaSecurity):
         display_name="Consumer group",
         description="Consumer group whose offsets record progress (default tideflow-<name>).",
     )
+    assignment: Literal["group", "manual"] = setting(
+        "group",
+        key="partition.assignment",
+        display_name="Partition assignment",
+        description="group: the group's members share the partitions (subscribe). manual: "
+        "this source reads every partition of its topics without joining the group (offsets "
+        "are still committed to group.id); it starts at once after a crash, with no wait for "
+        "the dead member's session to expire, but must be the group's only reader.",
+    )
 
     @field_validator("format", mode="before")
     @classmethod

@@ -8,6 +8,12 @@ checkpointed offsets (the checkpoint wins over the group's offsets, which may be
 crash happened between the checkpoint and the commit), so a restart re-reads from the last
 durable point: duplicates, never gaps (invariant 2). Per-partition order is kept, and producers
 key messages by primary key, so order per key holds (invariant 3).
+
+With ``partition.assignment=manual`` the consumer does not join the group: it assigns itself
+every partition of the matching topics (re-listed every few seconds, so new topics are picked
+up) and commits to the group as a standalone consumer. A commit the group refuses because of
+its membership (a rebalance, a member of an older process) is skipped: the checkpoint, not the
+group's offsets, is where a restart resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tideflow.connectors.base import Problem, Source
 from tideflow.connectors.sources.kafka import position as positions
@@ -41,6 +47,16 @@ _TERMINAL = frozenset(
 # Topics named in the include list may not exist yet (a Kafka destination creates its topics
 # on first write); they are picked up on the next metadata refresh.
 _IGNORED = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._PARTITION_EOF})
+# Commits refused because of group membership: harmless, the checkpoint wins on open().
+_MEMBERSHIP = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._NO_OFFSET,
+    }
+)
+_REFRESH_S = 5.0  # manual assignment: how often the topic list is read again
 
 
 class KafkaSource(Source[KafkaSourceConfig]):
@@ -54,6 +70,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._offsets: dict[str, int] = {}
         self._decoder = Decoder(format=config.format)
         self._client_error: KafkaError | None = None
+        self._assigned: set[tuple[str, int]] = set()
+        self._refreshed = 0.0
 
     @property
     def group_id(self) -> str:
@@ -97,7 +115,33 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 **self.config.client_settings(),
             }
         )
-        self._consumer.subscribe(subs, on_assign=self._on_assign)
+        if self.config.assignment == "manual":
+            self._assigned, self._refreshed = set(), 0.0
+            self._assign_new(self._consumer)
+        else:
+            self._consumer.subscribe(subs, on_assign=self._on_assign)
+
+    def _assign_new(self, consumer: Consumer) -> None:
+        """Manual assignment: take every partition of the matching topics not taken yet."""
+        self._refreshed = time.monotonic()
+        try:
+            topics = consumer.list_topics(timeout=10).topics
+        except KafkaException as exc:
+            raise TransientError(f"cannot read Kafka metadata: {exc}") from None
+        names, prefix = set(self.config.topics()), self.config.topic_prefix
+        new = []
+        for name, meta in topics.items():
+            if name not in names and not (prefix and name.startswith(prefix)):
+                continue
+            for partition in meta.partitions:
+                if (name, partition) in self._assigned:
+                    continue
+                # Unknown to the checkpoint: the group's offset, else auto.offset.reset.
+                offset = self._offsets.get(positions.partition_key(name, partition), OFFSET_STORED)
+                new.append(TopicPartition(name, partition, offset))
+                self._assigned.add((name, partition))
+        if new:
+            consumer.incremental_assign(new)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # What this instance has read (initially the checkpoint) wins over the group's
@@ -116,6 +160,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
         consumer = self._consumer
         if consumer is None:
             raise TransientError("kafkadirect source is not open")
+        if self.config.assignment == "manual" and time.monotonic() - self._refreshed > _REFRESH_S:
+            self._assign_new(consumer)
         try:
             messages = consumer.consume(num_messages=max(1, max_records), timeout=timeout)
         except KafkaException as exc:
@@ -168,7 +214,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if err is not None and err.code() == KafkaError._NO_OFFSET:
+            if err is not None and err.code() in _MEMBERSHIP:
+                log.debug("kafkadirect source %s: offsets not committed: %s", self.name, err)
                 return
             raise TransientError(f"cannot commit Kafka offsets: {exc}") from None
 
