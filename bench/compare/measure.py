@@ -23,7 +23,7 @@ from tests.support.server import wait_until
 
 from bench import snapshot_bench
 from bench.compare import report, verify
-from bench.compare.contenders import Debezium, Sampler, Tideflow, recvlogical
+from bench.compare.contenders import Debezium, Sampler, SlotWatch, Tideflow, recvlogical
 from bench.compare.workloads import (
     BENCH_COLUMNS,
     BENCH_TABLE,
@@ -85,6 +85,7 @@ def _finish(
     cpu_s: float,
     rss_mb: float,
     latency_after: int | None = None,
+    read_from: float | None = None,
 ) -> dict[str, Any]:
     delivery = verify.consume(
         topic,
@@ -103,8 +104,13 @@ def _finish(
         "duplicates": verdict.duplicates,
         "checksum_source": verdict.checksum_source,
         "checksum_sink": verdict.checksum_sink,
-        # Steady rate: first to last message as stamped by the broker (LogAppendTime).
-        "events_per_s": round(events / span_s),
+        # From the moment the contender's walsender started to the last message at the
+        # sink (broker LogAppendTime); start-up before it is left out.
+        "events_per_s": round(events / max(1e-3, delivery.last_ts_ms / 1000 - read_from))
+        if read_from and delivery.last_ts_ms
+        else None,
+        # First to last message at the sink only (flatters a contender that buffers).
+        "events_per_s_first_to_last": round(events / span_s),
         # From the start command to the last message at the sink (includes start-up).
         "wall_s": round(delivery.last_ts_ms / 1000 - started, 2) if delivery.last_ts_ms else None,
         # Process CPU from the first message at the sink to the last (start-up left out).
@@ -132,6 +138,7 @@ def tideflow_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
     topic = tf.topic(prefix, BENCH_TABLE)
     verify.create_topic(topic)
     sampler = Sampler(tf.pid)
+    watch = SlotWatch(s.db, slot)
     started = time.time()
     run = tf.start(s.db, BENCH_TABLE, prefix, slot=slot, publication=s.publications["tideflow"])
     want = s.events + s.expected.get("d", 0)  # a tombstone follows each delete
@@ -140,6 +147,7 @@ def tideflow_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
     )
     rss, _ = sampler.stop()
     cpu = sampler.steady_cpu()
+    read_from = watch.stop()
     tf.stop(run)
     return _finish(
         topic,
@@ -151,6 +159,7 @@ def tideflow_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
         started=started,
         cpu_s=cpu,
         rss_mb=rss,
+        read_from=read_from,
     )
 
 
@@ -170,6 +179,7 @@ def debezium_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
         offsets=ctx.work / f"offsets-{prefix}.dat",
     )
     props["debezium.source.publication.autocreate.mode"] = "disabled"
+    watch = SlotWatch(s.db, slot)
     started = time.time()
     dbz.start(props)
     sampler = Sampler(dbz.pid)
@@ -177,6 +187,7 @@ def debezium_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
     problem = wait_topic(topic, want, dbz.alive, sampler=sampler)
     rss, _ = sampler.stop()
     cpu = sampler.steady_cpu()
+    read_from = watch.stop()
     if problem:
         problem += f"; log: {dbz.log_tail(5)}"
     dbz.stop()
@@ -190,20 +201,25 @@ def debezium_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str
         started=started,
         cpu_s=cpu,
         rss_mb=rss,
+        read_from=read_from,
     )
 
 
 def recvlogical_stream(ctx: Context, s: Stream, source: dict[int, int]) -> dict[str, Any]:
     slot = s.slot_for("recvlogical")
-    seconds, wall, rc = recvlogical(s.db, slot, s.publications["recvlogical"], s.end_lsn)
+    watch = SlotWatch(s.db, slot)
+    started = time.time()
+    first, last, rc = recvlogical(s.db, slot, s.publications["recvlogical"], s.end_lsn)
+    read_from = watch.stop() or started
     s.drop_slot(slot)
     return {
         "ok": rc == 0,
         "detail": f"received the stream up to the sentinel after {s.end_lsn} (exit {rc}); the "
         "/dev/null sink has no content to compare",
         "events": s.events,
-        "events_per_s": round(s.events / seconds),
-        "wall_s": round(wall, 2),
+        "events_per_s": round(s.events / max(1e-3, last - read_from)),
+        "events_per_s_first_to_last": round(s.events / max(1e-3, last - first)),
+        "wall_s": round(last - started, 2),
     }
 
 
