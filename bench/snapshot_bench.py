@@ -1,23 +1,25 @@
 """Snapshot throughput: Tideflow's incremental snapshot vs ``pg_dump --data-only | psql``.
 
 A ``--rows``-row table (default 5,000,000) is copied from Postgres to an empty Postgres
-database twice:
+database, alternately (``--repeat`` pairs, so both see the same background load on a shared
+machine) by:
 
-1. Tideflow: a live ``tideflow serve`` (API + embedded worker), a source on the table, a
-   Postgres destination; ``POST /sources/snapshot``; the clock runs until every row is in the
-   destination and the snapshot is completed.
-2. ``pg_dump --data-only -t T src | psql dst`` into a database holding only the table's
-   definition (``pg_dump --schema-only``), timed the same way.
+1. ``pg_dump --data-only -t T src | psql dst`` into a database holding only the table's
+   definition (``pg_dump --schema-only``);
+2. Tideflow: a live ``tideflow serve`` (API + embedded worker), a source on the table, a
+   Postgres destination with its defaults; ``POST /sources/snapshot``; the clock runs until
+   the server logs the snapshot completed (recorded only once the rows are durable; they are
+   counted then).
 
-Printed for each: wall time, rows/s, and source-side CPU seconds — the CPU time of the Postgres
-server processes serving the copy (sampled from /proc every 0.2 s; a process that exits keeps
-its last sample), which is what a production database pays. Here source and destination
-share one Postgres server, so both CPU figures include the destination's writes too.
-Services from ``make services``. 1,000,000 rows on the shared 2-core dev box (2026-11-22):
-pg_dump | psql 2.8 s (356k rows/s, 2.5 Postgres CPU s); Tideflow 28.0 s (36k rows/s, 17.2
-Postgres CPU s). The 5M default was not run there (the shared server was being restarted).
+Printed for each: wall time, rows/s, CPU seconds of the Postgres backends serving the source
+database (walsender included) and the destination database (sampled from /proc every 0.2 s;
+a backend that exits keeps its last sample), and of the client (pg_dump + psql, or Tideflow's
+process); then the wall-time ratio of each pair. ``--dest-port`` puts both destinations on a
+second Postgres server, as in production: on one server the source's walsender must also
+decode the destination's WAL. ``SNAPSHOT_BENCH_BACKENDS=1`` prints CPU per backend.
+Figures: ``docs/benchmarks.md``, "Snapshots".
 
-    .venv/bin/python -m bench.snapshot_bench --rows 5000000
+    .venv/bin/python -m bench.snapshot_bench --rows 5000000 --chunk 50000 --repeat 2
 """
 
 from __future__ import annotations
