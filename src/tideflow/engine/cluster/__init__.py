@@ -3,4 +3,6 @@ split the units between them through leases with fencing (``docs/cluster.md``).
 
 Data flow: :mod:`.leases` (rows and fencing) → :mod:`.assignment` (who claims what) →
 :mod:`.keeper` (one worker's lease thread) → :mod:`.member` (the worker process).
+:mod:`.logmode` lays the plan out as source-log and pipeline units (Kafka between them);
+:mod:`.replay` rewinds a pipeline in the log.
 """
