@@ -67,6 +67,7 @@ bench: install services ## All benchmarks incl. the side-by-side run vs Debezium
 	$(BIN)/python -m bench.transforms_bench --repeat 3
 	$(BIN)/python -m bench.snapshot_bench
 	$(BIN)/python -m bench.mysql_bench
+	$(BIN)/python -m bench.cluster_bench
 
 .PHONY: bench-quick
 bench-quick: install services ## Benchmark smoke run (a few minutes each): smaller N, fewer repetitions
