@@ -41,9 +41,13 @@ def batch(lo: int, hi: int, position: int | None) -> Batch:
     return Batch(events=events, position=None if position is None else {"lsn": position})
 
 
-def writer(name: str, prefix: str, resume: dict[str, Any] | None) -> KafkaDestination:
+def writer(
+    name: str, prefix: str, resume: dict[str, Any] | None, schemas: bool = False
+) -> KafkaDestination:
     cfg = KafkaDestinationConfig.model_validate(
-        kafka.dest_config(**{"topic.prefix": prefix, "transactional": True})
+        kafka.dest_config(
+            **{"topic.prefix": prefix, "transactional": True, "json.schema.enable": schemas}
+        )
     )
     dest = KafkaDestination(cfg, name=name)
     dest.resume_from(resume)
@@ -54,25 +58,33 @@ def writer(name: str, prefix: str, resume: dict[str, Any] | None) -> KafkaDestin
 def changes(topic: str, count: int) -> list[int]:
     """The WAL locations of the committed envelopes (tombstones left out)."""
     messages = kafka.read_topic(topic, count=count, settle=2.0)
-    return [orjson.loads(v)["source"]["lsn"] - 1000 for _, v in messages if v is not None]
+    docs = [orjson.loads(v) for _, v in messages if v is not None]
+    return [d.get("payload", d)["source"]["lsn"] - 1000 for d in docs]
 
 
 @pytest.mark.parametrize(
-    "checkpoint",
-    [None, 10, 20],
-    ids=["no-checkpoint", "checkpoint-before-the-last-batches", "checkpoint-at-the-last-commit"],
+    ("checkpoint", "schemas"),
+    [(None, False), (10, False), (20, False), (10, True)],
+    ids=[
+        "no-checkpoint",
+        "checkpoint-before-the-last-batches",
+        "checkpoint-at-the-last-commit",
+        "with-connect-schemas",
+    ],
 )
-def test_replay_after_a_crash_writes_each_change_once(checkpoint: int | None) -> None:
+def test_replay_after_a_crash_writes_each_change_once(
+    checkpoint: int | None, schemas: bool
+) -> None:
     prefix = kafka.unique(PREFIX) + "."
     name = kafka.unique("resume")
-    first = writer(name, prefix, None)
+    first = writer(name, prefix, None, schemas)
     first.write(batch(0, 10, 10))  # transaction 0, committed at 10
     first.write(batch(10, 20, 20))  # transaction 1, committed at 20
     first.write(batch(20, 25, 20))  # half of transaction 2: the position stays at 20
     first.close()  # the crash: checkpoints after `checkpoint` were never stored
 
     resume = None if checkpoint is None else {"lsn": checkpoint}
-    second = writer(name, prefix, resume)
+    second = writer(name, prefix, resume, schemas)
     start = 0 if checkpoint is None else checkpoint
     # The replay is the same stream cut into different batches.
     second.write(batch(start, 22, 20))
