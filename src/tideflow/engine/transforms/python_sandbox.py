@@ -34,7 +34,11 @@ class CompileError(Exception):
 
 
 class _Died(Exception):
-    pass
+    """The worker died, or (``overran``) did not answer before the batch's deadline."""
+
+    def __init__(self, overran: bool = False) -> None:
+        super().__init__()
+        self.overran = overran
 
 
 class WorkerRunner:
@@ -140,9 +144,12 @@ class WorkerRunner:
         for item in inputs:
             try:
                 results.extend(self._batch([item], per_record + _GRACE_S))
-            except _Died:
+            except _Died as exc:
                 self._restart()
-                results.append(Failure("exceeded its limits; the worker process was stopped"))
+                # Overran: e.g. stuck in C code, or a CPU-time limit (QuickJS's) starved of
+                # CPU on a loaded machine; otherwise killed, e.g. by the kernel.
+                what = "the time limit" if exc.overran else "its limits"
+                results.append(Failure(f"exceeded {what}; the worker process was stopped"))
         return results
 
     def _batch(self, inputs: list[Input], timeout: float) -> list[Result]:
@@ -182,7 +189,7 @@ def _read_exact(stream: IO[bytes], n: int, deadline: float) -> bytes:
         while remaining:
             left = deadline - time.monotonic()
             if left <= 0 or not sel.select(left):
-                raise _Died
+                raise _Died(overran=True)
             chunk = os.read(fd, remaining)
             if not chunk:
                 raise _Died
