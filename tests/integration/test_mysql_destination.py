@@ -125,6 +125,40 @@ def test_schema_evolution_adds_columns(dest_db: str, make_dest: Factory) -> None
     assert rows(dest_db) == [(1, "a", Decimal("1.00"), None), (2, "b", Decimal("2.00"), "new")]
 
 
+def test_schema_evolution_widens_columns_the_source_widened(
+    dest_db: str, make_dest: Factory
+) -> None:
+    dest = make_dest()
+    v1 = TableSchema(
+        "app",
+        "items",
+        (
+            Column("id", "int", "int", False, True),
+            Column("name", "varchar(5)", "text"),
+            Column("price", "decimal(4,2)", "decimal"),
+            Column("tag", "binary(2)", "bytes"),
+        ),
+        ("id",),
+    )
+    dest.write(batch(ev(Op.CREATE, v1, after={"id": 1, "name": "a", "price": 1, "tag": b"ab"})))
+    wide = (
+        Column("id", "bigint unsigned", "decimal", False, True),
+        Column("name", "varchar(400)", "text"),
+        Column("price", "decimal(20,6)", "decimal"),
+        Column("tag", "binary(8)", "bytes"),
+    )
+    v2 = TableSchema("app", "items", wide, ("id",), 2)
+    big = {"id": 2**64 - 1, "name": "n" * 400, "price": Decimal("12345678901234.5")}
+    big["tag"] = b"x" * 8
+    dest.write(batch(ev(Op.CREATE, v2, after=big)))
+    assert rows(dest_db) == [
+        (1, "a", Decimal("1.000000"), b"ab"),
+        (2**64 - 1, "n" * 400, Decimal("12345678901234.500000"), b"x" * 8),
+    ]
+    dest.write(batch(ev(Op.CREATE, v1, after={"id": 3, "name": "b", "price": 2, "tag": b"cd"})))
+    assert len(rows(dest_db)) == 3  # an older shape (a replay) never narrows them again
+
+
 def test_schema_evolution_none_drops_new_columns(dest_db: str, make_dest: Factory) -> None:
     dest = make_dest(**{"schema.evolution": "none"})
     dest.write(batch(ev(Op.CREATE, V1, after={"id": 1, "name": "a", "price": 1})))

@@ -2,6 +2,12 @@
 
 DDL commits implicitly in MySQL/MariaDB, so tables and new columns are made before a batch's
 data transaction; both are idempotent (``IF NOT EXISTS``), so a replayed batch finds them.
+
+Evolution (``schema.evolution=basic``) adds new columns and widens existing ones when the
+source widens them (``VARCHAR(300)`` → ``VARCHAR(400)``, ``DECIMAL(30,10)`` → ``(40,12)``,
+``BINARY(4)`` → ``(8)``, ``INT`` → ``BIGINT UNSIGNED``): without it the first longer value
+is refused and the pipeline stops. Columns are never narrowed, dropped or changed to another
+type family, since older rows still hold values of the old shape.
 """
 
 from __future__ import annotations
@@ -67,6 +73,55 @@ def column_type(col: Column) -> str:
     return "VARCHAR(255)" if col.key else "LONGTEXT"  # timetz, interval
 
 
+_BOUNDED = re.compile(r"^(var)?(char|binary)\((\d+)\)$")
+_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)")
+_UNBOUNDED = {"char": "LONGTEXT", "binary": "LONGBLOB"}
+
+
+def _size(sql_type: str) -> tuple[str, int | None] | None:
+    """(family, length; None: unbounded) of a text or binary type, else None."""
+    t = sql_type.lower()
+    m = _BOUNDED.match(t)
+    if m:
+        return m.group(2), int(m.group(3))
+    if t == "longtext":
+        return "char", None
+    if t == "longblob":
+        return "binary", None
+    return None
+
+
+def _digits(sql_type: str) -> tuple[int, int] | None:
+    """(integer digits, scale) of a decimal or integer type."""
+    t = sql_type.lower()
+    m = _DECIMAL.match(t)
+    if m:
+        return int(m.group(1)) - int(m.group(2)), int(m.group(2))
+    if t.startswith("bigint"):
+        return 20 if "unsigned" in t else 19, 0
+    return None
+
+
+def widened(current: str, wanted: str) -> str | None:
+    """The type to change a destination column of type ``current`` to so that values of type
+    ``wanted`` fit, or None when it already holds them (or the change is not a widening)."""
+    have, want = _size(current), _size(wanted)
+    if have is not None and want is not None and have[0] == want[0]:
+        family, length = have
+        if length is None or (want[1] is not None and want[1] <= length):
+            return None
+        if want[1] is None:
+            return _UNBOUNDED[family]
+        return f"VAR{family.upper()}({want[1]})"
+    digits, need = _digits(current), _digits(wanted)
+    if digits is not None and need is not None and (need[0] > digits[0] or need[1] > digits[1]):
+        whole, scale = max(digits[0], need[0]), max(digits[1], need[1])
+        if whole + scale > 65 or scale > 30:
+            return "DECIMAL(65,30)"
+        return f"DECIMAL({whole + scale},{scale})"
+    return None
+
+
 @dataclass
 class DestTable:
     name: str  # quoted `db`.`table`
@@ -99,25 +154,33 @@ class Tables:
         if cached is not None and cached.version >= schema.version:
             return cached
         name = self.table_name(schema)
-        existing = self._columns(schema)
-        if not existing:
+        types = self._columns(schema)
+        if not types:
             self._create(name, schema)
-            existing = {c.name for c in schema.columns}
+            types = {c.name: column_type(c) for c in schema.columns}
         elif self.config.schema_evolution == "basic":
-            for col in schema.columns:
-                if col.name not in existing:
-                    # invariant 2: IF NOT EXISTS keeps a replayed evolution harmless.
-                    self._exec(
-                        f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {quote(col.name)} "
-                        f"{column_type(col)} NULL"
-                        if self._mariadb()
-                        else f"ALTER TABLE {name} ADD COLUMN {quote(col.name)} "
-                        f"{column_type(col)} NULL"
-                    )
-                    existing.add(col.name)
-        table = DestTable(name, existing, self.key_of(schema), schema.version)
+            self._evolve(name, schema, types)
+        table = DestTable(name, set(types), self.key_of(schema), schema.version)
         self._cache[schema.name] = table
         return table
+
+    def _evolve(self, name: str, schema: TableSchema, types: dict[str, str]) -> None:
+        """Add missing columns and widen narrower ones (``types``: name → current type)."""
+        key = self.key_of(schema)
+        for col in schema.columns:
+            wanted = column_type(col)
+            current = types.get(col.name)
+            if current is None:
+                # invariant 2: IF NOT EXISTS keeps a replayed evolution harmless.
+                exists = " IF NOT EXISTS" if self._mariadb() else ""
+                self._exec(f"ALTER TABLE {name} ADD COLUMN{exists} {quote(col.name)} {wanted} NULL")
+                types[col.name] = wanted
+                continue
+            wider = widened(current, wanted)
+            if wider is not None:  # a replay finds it wide already: nothing to do
+                null = "NOT NULL" if col.name in key else "NULL"
+                self._exec(f"ALTER TABLE {name} MODIFY COLUMN {quote(col.name)} {wider} {null}")
+                types[col.name] = wider
 
     def _create(self, name: str, schema: TableSchema) -> None:
         key = self.key_of(schema)
@@ -132,16 +195,17 @@ class Tables:
             "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         )
 
-    def _columns(self, schema: TableSchema) -> set[str]:
+    def _columns(self, schema: TableSchema) -> dict[str, str]:
+        """Name → type of the destination table's columns (empty: no table yet)."""
         prefix = self.config.table_name_prefix
         table = f"{prefix}{schema.schema}_{schema.table}" if prefix else schema.table
         with self.conn.cursor() as cur:
             cur.execute(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
                 (self.config.database, table),
             )
-            return {str(r[0]) for r in cur.fetchall()}
+            return {str(r[0]): str(r[1]) for r in cur.fetchall()}
 
     def _mariadb(self) -> bool:
         with self.conn.cursor() as cur:
