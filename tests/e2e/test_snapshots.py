@@ -7,13 +7,16 @@ Correctness is judged by comparing source and destination contents (checksums).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pyarrow.parquet as parquet
 import pytest
 
 from tests.support import api, pg, workload
@@ -432,3 +435,51 @@ def test_chunk_loader_copies_then_upserts_keys_already_there(dbs: tuple[str, str
         row = conn.execute("SELECT count(*), count(*) FILTER (WHERE t = 'stale') FROM items")
         assert row.fetchone() == (500, 0)
     assert workload.checksum(dst) == workload.checksum(src)
+
+
+def test_snapshot_into_a_destination_without_chunks_gets_events(
+    dbs: tuple[str, str], engine_server: Server, tmp_path: Path
+) -> None:
+    """A destination that does not take COPY-text chunks (Parquet files) gets each chunk as
+    one op=r event per row, with the values the row-by-row read gave."""
+    src, _ = dbs
+    workload.insert_range(src, 1, 5_000)
+    lake = tmp_path / "lake"
+    with engine_server.client() as c:
+        source = api.create(
+            c,
+            "/sources",
+            {
+                "name": api.unique("src"),
+                "connector": "postgresql",
+                "config": api.pg_source_config(src, "public.items", **{"snapshot.chunk.size": 700}),
+            },
+        )
+        dest = api.create(
+            c,
+            "/destinations",
+            {
+                "name": api.unique("lake"),
+                "connector": "files",
+                "config": {"path.user.defined": str(lake)},
+            },
+        )
+        pipe = api.create_pipeline(c, source, dest)
+        api.wait_status(c, "pipelines", pipe["id"], "Active")
+        api.wait_status(c, "sources", source["id"], "Active")
+        assert snapshot(c, source["id"]).status_code == 202
+        wait_snapshot(c, source["id"], "completed")
+
+    def rows() -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        folder = lake / "public.items"
+        for name in sorted(os.listdir(folder)) if folder.exists() else []:
+            for r in parquet.read_table(folder / name).to_pylist():
+                assert r["op"] == "r"
+                out[r["after"]["id"]] = r["after"]
+        return out
+
+    got = wait_until(lambda: (r := rows()) and len(r) == 5_000 and r, 60, what="parquet rows")
+    with psycopg.connect(pg.dsn(src)) as conn:
+        expected = dict(conn.execute("SELECT id, t FROM public.items").fetchall())
+    assert {k: v["t"] for k, v in got.items()} == expected
