@@ -10,6 +10,7 @@ instant).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ import psycopg
 import pytest
 
 from tests.e2e.test_pg_pipeline import fold_parquet, source_ids_and_t
-from tests.support import api, pg, workload
+from tests.support import api, kafka, pg, workload
 from tests.support.server import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -171,7 +172,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for w in workers.values():
             w.stop()
         srv.stop()
+        drop_logs(meta)
         pg.drop_database(meta)
+
+
+def drop_logs(meta: str) -> None:
+    """Delete the log-mode topics and consumer groups of the sources and pipelines in ``meta``."""
+    with contextlib.suppress(psycopg.Error), psycopg.connect(pg.dsn(meta)) as conn:
+        sources = [r[0] for r in conn.execute("SELECT id FROM sources").fetchall()]
+        pipelines = [r[0] for r in conn.execute("SELECT id FROM pipelines").fetchall()]
+        for sid in sources:
+            kafka.delete_topics_with_prefix(f"tideflow.{sid}.")
+        if pipelines:
+            client = kafka.admin()  # kept alive until the futures resolve
+            groups = [f"tideflow-pipeline-{pid}" for pid in pipelines]
+            for future in client.delete_consumer_groups(groups, request_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=40)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ destination from the log alone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.test_cluster import SECRET, Cluster, WorkerProc
+from tests.e2e.test_cluster import SECRET, Cluster, WorkerProc, drop_logs
 from tests.support import api, kafka, pg, workload
 from tests.support.proxy import Proxy
 from tests.support.server import Server, wait_until
@@ -52,6 +51,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for w in workers.values():
             w.stop()
         srv.stop()
+        drop_logs(meta)
         pg.drop_database(meta)
 
 
@@ -244,11 +244,3 @@ def test_a_stopped_destination_holds_back_only_its_own_pipeline(cluster: Cluster
             worker.stop()
         for name in (src, dst_ok, dst_cut):
             pg.drop_database(name)
-        if source_id:
-            kafka.delete_topics_with_prefix(f"tideflow.{source_id}.")
-        if pipelines:
-            groups = [f"tideflow-pipeline-{p}" for p in pipelines]
-            client = kafka.admin()  # kept alive until the futures resolve
-            for future in client.delete_consumer_groups(groups, request_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=40)
