@@ -78,6 +78,11 @@ def main() -> None:
     parser.add_argument(
         "--stem", help="results file name without .json (default <date>-compare[-quick])"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs already in the results file (workloads run again are replaced)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.single_tx, args.reps, args.seconds = 100_000, 20_000, 2, 15
@@ -118,6 +123,13 @@ def main() -> None:
         },
         "runs": {},
     }
+    if args.merge and out.exists():
+        earlier = json.loads(out.read_text())
+        results["runs"] = earlier["runs"]
+        results["earlier_sessions"] = [
+            *earlier.get("earlier_sessions", []),
+            {k: earlier.get(k) for k in ("date", "load_average", "args")},
+        ]
 
     def save() -> None:
         results["load_average"]["end"] = os.getloadavg()
