@@ -74,8 +74,10 @@ def table_checksum(
     """(row count, md5 of all rows in key order) — compare source and destination contents."""
     with psycopg.connect(dsn(dbname)) as conn:
         row = conn.execute(
-            f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY {order_by})), '') "
-            f"FROM (SELECT {columns} FROM {table}) t"
+            # The alias must not be a column name: a column `t` would shadow the whole-row
+            # reference and only that column would be compared.
+            f"SELECT count(*), coalesce(md5(string_agg(tf_row_::text, '|' ORDER BY {order_by}))"
+            f", '') FROM (SELECT {columns} FROM {table}) tf_row_"
         ).fetchone()
         assert row is not None
         return int(row[0]), str(row[1])
