@@ -87,7 +87,7 @@ class TableDecoder:
     set_columns: tuple[tuple[int, str], ...]  # (out index, binlog name) of SET columns
     captured: bool = True
 
-    readers: list[Any] | None = None  # fast row-image readers (:mod:`.rowcodec`), if usable
+    image: Any = None  # the fast row-image decoder (:func:`.rowcodec.compile_image`), if usable
 
     def row(self, raw: list[Any], none_sources: dict[str, str] | None = None) -> dict[str, Any]:
         """Event values from one row image's values, in table-map column order."""

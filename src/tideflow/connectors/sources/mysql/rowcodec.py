@@ -270,32 +270,103 @@ def plan(columns: list[Any]) -> list[Reader] | None:
     return readers  # type: ignore[return-value]
 
 
-def _image(readers: list[Reader], buf: bytes, off: int) -> tuple[list[Any], int]:
-    n = len(readers)
-    nbytes = (n + 7) // 8
-    nulls = int.from_bytes(buf[off : off + nbytes], "little")
-    off += nbytes
-    values: list[Any] = []
-    append = values.append
-    for i, read in enumerate(readers):
-        if nulls >> i & 1:
-            append(None)
+# One row image → (event values by column name, next offset); see :func:`compile_image`.
+Image = Callable[[bytes, int], tuple[dict[str, Any], int]]
+
+_STRING_TYPES = (FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING, FIELD_TYPE.VAR_STRING, FIELD_TYPE.BLOB)
+_FIXED = {
+    FIELD_TYPE.TINY: "b",
+    FIELD_TYPE.SHORT: "h",
+    FIELD_TYPE.LONG: "i",
+    FIELD_TYPE.LONGLONG: "q",
+    FIELD_TYPE.FLOAT: "f",
+    FIELD_TYPE.DOUBLE: "d",
+}
+
+
+def compile_image(
+    columns: list[Any],
+    index: tuple[int, ...],
+    names: tuple[str, ...],
+    convert: tuple[Callable[[Any], Any] | None, ...],
+) -> Image | None:
+    """A function decoding one row image straight into event values, or ``None`` (library).
+
+    Generated once per table-map shape: the null bitmap is tested bit by bit, integers,
+    floats and strings are read inline, the other types through their :func:`plan` reader;
+    column ``index[k]`` of the table map becomes ``names[k]``, through ``convert[k]`` when it
+    is not None (as :meth:`.decoder.TableDecoder.row` does). Columns not in ``index`` are
+    skipped over, never decoded.
+    """
+    readers = plan(columns)
+    if readers is None:
+        return None
+    kept = {i: (name, conv) for i, name, conv in zip(index, names, convert, strict=True)}
+    ns: dict[str, Any] = {}
+    nbytes = (len(columns) + 7) // 8
+    body = [
+        f"    nulls = int.from_bytes(buf[off : off + {nbytes}], 'little')",
+        f"    off += {nbytes}",
+        "    out = {}",
+    ]
+    for i, col in enumerate(columns):
+        target = kept.get(i)
+        read = _inline(i, col, readers[i], ns, decode=target is not None)
+        if target is None:
+            body += [f"    if not nulls & {1 << i}:", *("        " + line for line in read)]
+            continue
+        name, conv = target
+        body += [f"    if nulls & {1 << i}:", f"        out[{name!r}] = None", "    else:"]
+        body += ["        " + line for line in read]
+        if conv is None:
+            body.append(f"        out[{name!r}] = v")
         else:
-            value, off = read(buf, off)
-            append(value)
-    return values, off
+            ns[f"C{i}"] = conv
+            body.append(f"        out[{name!r}] = None if v is None else C{i}(v)")
+    body.append("    return out, off")
+    source = "def image(buf, off):\n" + "\n".join(body) + "\n"
+    # Column names only appear as repr() literals, so the source is never injectable.
+    exec(compile(source, "<mysql row image>", "exec"), ns)
+    image: Image = ns["image"]
+    return image
+
+
+def _inline(i: int, col: Any, reader: Reader, ns: dict[str, Any], *, decode: bool) -> list[str]:
+    """Lines that read column ``i`` at ``off`` into ``v`` (if ``decode``) and advance ``off``."""
+    t = col.type
+    if t in _FIXED:
+        fmt = _FIXED[t]
+        if getattr(col, "unsigned", False) and t not in (FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE):
+            fmt = fmt.upper()
+        unpacker = struct.Struct("<" + fmt)
+        ns[f"U{i}"] = unpacker.unpack_from
+        if not decode:
+            return [f"off += {unpacker.size}"]
+        return [f"v = U{i}(buf, off)[0]", f"off += {unpacker.size}"]
+    if t in _STRING_TYPES:
+        prefix = col.length_size if t == FIELD_TYPE.BLOB else (2 if col.max_length > 255 else 1)
+        wide = f"int.from_bytes(buf[off : off + {prefix}], 'little')"
+        length = "buf[off]" if prefix == 1 else wide
+        lines = [f"n = {length}", f"off += {prefix}"]
+        if not decode:
+            return [*lines, "off += n"]
+        encoding = _encoding(col)
+        value = f"buf[off : off + n].decode({encoding!r})" if encoding else "buf[off : off + n]"
+        return [*lines, f"v = {value}", "off += n"]
+    ns[f"R{i}"] = reader
+    return [f"v, off = R{i}(buf, off)"]
 
 
 class NotFast(Exception):
     """The event is not one the fast path reads; nothing of it was consumed."""
 
 
-def decode(ev: Any, readers: list[Reader]) -> list[tuple[list[Any] | None, list[Any] | None]]:
-    """(before, after) value lists of every row of a rows event.
+def decode(ev: Any, image: Image) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """(before, after) event values of every row of a rows event, read by ``image``.
 
     Raises :class:`NotFast` before consuming anything when the library must decode instead.
     """
-    n = len(readers)
+    n = ev.number_of_columns
     full = (1 << n) - 1
     if int.from_bytes(ev.columns_present_bitmap, "little") != full or (
         isinstance(getattr(ev, "columns_present_bitmap2", None), bytes)
@@ -307,15 +378,20 @@ def decode(ev: Any, readers: list[Reader]) -> list[tuple[list[Any] | None, list[
     buf = ev.packet.read(ev.event_size - ev.packet.read_bytes)
     end = len(buf)
     off = 0
-    out: list[tuple[list[Any] | None, list[Any] | None]] = []
+    out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+    append = out.append
     kind = type(ev).__name__
-    while off < end:
-        first, off = _image(readers, buf, off)
-        if kind == "UpdateRowsEvent":
-            second, off = _image(readers, buf, off)
-            out.append((first, second))
-        elif kind == "DeleteRowsEvent":
-            out.append((first, None))
-        else:
-            out.append((None, first))
+    if kind == "UpdateRowsEvent":
+        while off < end:
+            before, off = image(buf, off)
+            after, off = image(buf, off)
+            append((before, after))
+    elif kind == "DeleteRowsEvent":
+        while off < end:
+            before, off = image(buf, off)
+            append((before, None))
+    else:
+        while off < end:
+            after, off = image(buf, off)
+            append((None, after))
     return out

@@ -62,6 +62,27 @@ _TXN_END_QUERIES = ("COMMIT", "ROLLBACK")
 _MARIADB_GTID_STANDALONE = 0x01  # FL_STANDALONE: no Xid/COMMIT follows (DDL)
 
 
+_MISSING: Any = object()
+
+
+def _metadata(col: Any) -> tuple[Any, ...]:
+    """What a row-image reader depends on in a table-map column."""
+    return (
+        col.type,
+        getattr(col, "unsigned", None),
+        getattr(col, "character_set_name", None),
+        getattr(col, "length_size", None),
+        getattr(col, "max_length", None),
+        getattr(col, "precision", None),
+        getattr(col, "decimals", None),
+        getattr(col, "fsp", None),
+        getattr(col, "size", None),
+        getattr(col, "bits", None),
+        tuple(getattr(col, "enum_values", None) or ()),
+        tuple(getattr(col, "set_values", None) or ()),
+    )
+
+
 def default_state_dir(name: str) -> Path:
     from tideflow.settings import get_settings
 
@@ -96,6 +117,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
         self._pending: deque[Record] = deque()
         self._decoders: dict[int, TableDecoder | None] = {}
         self._decoder_cache: dict[tuple[Any, ...], TableDecoder] = {}
+        self._images_cache: dict[tuple[Any, ...], rowcodec.Image | None] = {}
         self._file = ""
         self._in_txn = False
         self._txn_captured = False
@@ -310,6 +332,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
             except pymysql.err.MySQLError as exc:
                 raise catalog.map_error(exc, "cannot read table definitions") from exc
             self._decoder_cache.clear()
+            self._images_cache.clear()
             ts = ev.timestamp * 1000
             for schema in truncated:
                 self._pending.append(
@@ -360,8 +383,15 @@ class MySQLSource(Source[MySQLSourceConfig]):
         dec = self._decoder_cache.get(cache_key)
         if dec is None:
             dec = self._decoder_cache[cache_key] = build(schema, ev.columns, mode, self._keep)
-        # Readers follow this table map's exact column metadata (a MODIFY may keep names).
-        dec.readers = rowcodec.plan(ev.columns)
+        # The fast decoder follows this table map's exact column metadata (a MODIFY may keep
+        # names); compiled once per decoder and metadata, not per transaction.
+        meta = (id(dec), *(_metadata(c) for c in ev.columns))
+        image = self._images_cache.get(meta, _MISSING)
+        if image is _MISSING:
+            image = self._images_cache[meta] = rowcodec.compile_image(
+                ev.columns, dec.index, dec.names, dec.convert
+            )
+        dec.image = image
         self._decoders[ev.table_id] = dec
 
     def _reconcile(self, ev: Any, key: tuple[str, str], names: list[str]) -> TableSchema:
@@ -420,9 +450,9 @@ class MySQLSource(Source[MySQLSourceConfig]):
     ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
         """(before, after) event images of every row of a rows event."""
         row = dec.row
-        if dec.readers is not None:
+        if dec.image is not None:
             try:
-                raw = rowcodec.decode(ev, dec.readers)
+                return rowcodec.decode(ev, dec.image)
             except rowcodec.NotFast:
                 pass  # the packet is untouched: the library decodes it below
             except Exception as exc:  # never skip an event we cannot read
@@ -430,11 +460,6 @@ class MySQLSource(Source[MySQLSourceConfig]):
                     f"cannot decode a row event of {dec.schema.name} at {position}: {exc!r}",
                     code="decode_error",
                 ) from exc
-            else:
-                return [
-                    (row(b) if b is not None else None, row(a) if a is not None else None)
-                    for b, a in raw
-                ]
         try:
             rows = ev.rows
         except Exception as exc:  # the library cannot decode this event: never skip it
