@@ -5,6 +5,8 @@ Judged by the outputs and the destination's contents.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -186,6 +188,7 @@ def test_enrich_in_a_pipeline_and_through_the_api(lookup_db: str, engine_server:
             },
         )
         assert t["config"][PREFIX + "password"] == "********"  # never shown
+        assert stored_password(engine_server, t["id"]).keys() == {"$secret"}  # sealed at rest
         # Try it on a sample record (no deploy needed: enrich runs from its config).
         r = c.post(
             f"/transforms/{t['id']}/test",
@@ -201,6 +204,7 @@ def test_enrich_in_a_pipeline_and_through_the_api(lookup_db: str, engine_server:
         # A PUT that sends the mask back keeps the stored password.
         body = {"id": t["id"], "transform": "enrich", "config": t["config"]}
         assert c.put("/transforms", json=body).status_code == 200
+        assert stored_password(engine_server, t["id"]).keys() == {"$secret"}
         source = api.create(
             c,
             "/sources",
@@ -298,3 +302,14 @@ def test_permission_denied_is_terminal(lookup_db: str) -> None:
         with psycopg.connect(pg.dsn(lookup_db), autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def stored_password(server: Server, transform_id: str) -> dict[str, Any]:
+    """The lookup password as the metadata store holds it."""
+    with sqlite3.connect(server.data_dir / "metadata.db") as db:
+        (raw,) = db.execute(
+            "SELECT config FROM transforms WHERE id = ?", (transform_id,)
+        ).fetchone()
+    value = json.loads(raw)[PREFIX + "password"]
+    assert isinstance(value, dict), f"password stored in plain text: {value!r}"
+    return value

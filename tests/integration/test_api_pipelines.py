@@ -28,11 +28,11 @@ DEVELOPMENT_TAG = "670e5ca40afe1d3983ce0c22"
 ECHOED = ("name", "snapshot_new_tables", "source", "destination", "transforms", "tags")
 
 
-def _transform(server: Server) -> dict[str, Any]:
+def _transform(server: Server, kind: str = "map_filter") -> dict[str, Any]:
     """A transform row as the transforms API would store it."""
     tid, name = new_id(), unique("tx")
     with metadata_session(server) as s:
-        s.add(Transform(id=tid, name=name, transform="map_filter", config={}))
+        s.add(Transform(id=tid, name=name, transform=kind, config={}))
     return {"id": tid, "name": name}
 
 
@@ -147,6 +147,18 @@ def test_unknown_transform_is_422(api: httpx.Client) -> None:
     r = api.post("/pipelines", json=body)
     assert r.status_code == 422
     assert missing in r.json()["detail"]
+
+
+@pytest.mark.parametrize("kind", ["rollup", "sql_join"])
+def test_a_transform_this_release_cannot_run_is_422(
+    server: Server, api: httpx.Client, kind: str
+) -> None:
+    tx = _transform(server, kind)
+    body = pipeline_body(create_source(api), create_destination(api), transforms=[tx])
+    r = api.post("/pipelines", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "not_implemented"
+    assert kind in r.json()["detail"] and "runnable types" in r.json()["detail"]
 
 
 def test_unknown_tag_is_422(api: httpx.Client) -> None:

@@ -141,7 +141,7 @@ class Planner:
                 if source is None:
                     continue
                 pipeline = _pipeline(p, source, dest, primary=source_id == p.source_id)
-                plan.pipelines[source_id].append(_with_transforms(pipeline, p, rows))
+                plan.pipelines[source_id].append(_with_transforms(pipeline, p, rows, self.secrets))
         return plan
 
     def _connector(
@@ -209,13 +209,17 @@ def _pipeline(row: Pipeline, source: Connector, dest: Connector, *, primary: boo
     )
 
 
-def _with_transforms(plan: PipelinePlan, row: Pipeline, rows: dict[str, Transform]) -> PipelinePlan:
+def _with_transforms(
+    plan: PipelinePlan, row: Pipeline, rows: dict[str, Transform], secrets: SecretBox
+) -> PipelinePlan:
     """Attach the pipeline's transforms; a version deployed live changes the fingerprint, so
     the pipeline restarts with it."""
     if not row.transforms:
         return plan
     try:
-        specs = transforms.for_pipeline(list(row.transforms), rows, plan.source_id)
+        specs = transforms.for_pipeline(
+            list(row.transforms), rows, plan.source_id, lambda c: reveal_config(secrets, c)
+        )
     except transforms.Unrunnable as exc:
         return replace(plan, error=plan.error or str(exc))
     identity = [(t.id, t.version, t.code, t.builtin, t.pattern, sorted(t.topics or ()), t.limits)

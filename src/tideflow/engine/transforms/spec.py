@@ -9,7 +9,7 @@ saying so, rather than letting records through untransformed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ RUNNABLE = frozenset({"map_filter", "topic_router", "fan_out", "enrich"})
 BUILTIN_KEY = "transforms.builtin"
 TIME_KEY = "transforms.limits.time.ms"
 MEMORY_KEY = "transforms.limits.memory.mb"
+# Stored config → the config with its sealed secrets decrypted (the store's secret box).
+Reveal = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,14 @@ def _int(config: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -> TransformSpec:
-    """A spec from a ``Transform`` row, of its live version unless ``version`` is given.
+def build(
+    row: Any,
+    topics: frozenset[str] | None,
+    version: int | None = None,
+    reveal: Reveal = dict,
+) -> TransformSpec:
+    """A spec from a ``Transform`` row, of its live version unless ``version`` is given;
+    ``reveal`` decrypts the secrets the store keeps sealed (an enrich lookup's password).
 
     Raises :class:`Unrunnable`."""
     name = row.name
@@ -79,7 +87,8 @@ def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -
             raise Unrunnable(f"transform '{name}' live version {version} does not exist")
         impl = dict(entry.get("implementation") or {})
         config.update(entry.get("config") or {})
-    elif not config.get(BUILTIN_KEY) and row.transform != "enrich":
+    config = reveal(config)
+    if not version and not config.get(BUILTIN_KEY) and row.transform != "enrich":
         raise Unrunnable(
             f"transform '{name}' has no live version; deploy one with "
             f"PUT /transforms/{row.id}/deploy-job-live/{{version}}"
@@ -116,7 +125,7 @@ def build(row: Any, topics: frozenset[str] | None, version: int | None = None) -
 
 
 def for_pipeline(
-    assignments: list[Any], rows: Mapping[str, Any], source_id: str
+    assignments: list[Any], rows: Mapping[str, Any], source_id: str, reveal: Reveal = dict
 ) -> tuple[TransformSpec, ...]:
     """The pipeline's transforms in listed order; unwound (transform, topic) pairs are merged.
 
@@ -137,5 +146,5 @@ def for_pipeline(
         row = rows.get(tid)
         if row is None:
             raise Unrunnable(f"transform {tid} no longer exists; remove it from the pipeline")
-        specs.append(build(row, frozenset(topics) if topics else None))
+        specs.append(build(row, frozenset(topics) if topics else None, reveal=reveal))
     return tuple(specs)

@@ -27,6 +27,7 @@ from tideflow.control.resources.pipelines.schemas import (
 from tideflow.control.resources.snapshots import service as snapshots
 from tideflow.control.resources.sources.service import topic_id, topic_names
 from tideflow.control.resources.wire import Page
+from tideflow.engine.transforms.spec import RUNNABLE
 from tideflow.errors import Invalid
 from tideflow.ids import new_id
 from tideflow.store.models.resources import Destination, Pipeline, Source, Transform
@@ -141,14 +142,19 @@ def _check_transforms(session: Session, ids: list[str]) -> None:
     if not wanted:
         return
     valid = [t for t in wanted if configs.is_object_id(t)]
-    found = (
-        set(session.scalars(select(Transform.id).where(Transform.id.in_(valid))))
-        if valid
-        else set()
-    )
-    unknown = [t for t in wanted if t not in found]
+    query = select(Transform.id, Transform.transform).where(Transform.id.in_(valid))
+    kinds: dict[str, str] = {tid: kind for tid, kind in session.execute(query)} if valid else {}
+    unknown = [t for t in wanted if t not in kinds]
     if unknown:
         raise Invalid(f"unknown transform id(s): {', '.join(unknown)}", code="unknown_transform")
+    # Refused here rather than found Broken at run time: this release stores these types only.
+    stored_only = [f"{t} ({kinds[t]})" for t in wanted if kinds[t] not in RUNNABLE]
+    if stored_only:
+        raise Invalid(
+            f"transform(s) {', '.join(stored_only)} cannot run in a pipeline in this release "
+            f"(runnable types: {', '.join(sorted(RUNNABLE))})",
+            code="not_implemented",
+        )
 
 
 def list_(ctx: AppContext, params: ListParams) -> Page[PipelineOut]:

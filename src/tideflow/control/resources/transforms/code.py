@@ -16,6 +16,7 @@ from typing import Any
 
 from tideflow.engine.transforms import enrich
 from tideflow.errors import Invalid
+from tideflow.store.crypto import SecretBox, reveal_config, seal_config
 
 LANGUAGES = ("Python", "JavaScript")
 # SQL-based transforms describe tables and queries rather than functions.
@@ -68,13 +69,20 @@ def masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: MASK if k in SECRET_KEYS and config[k] is not None else v for k, v in config.items()}
 
 
-def unmasked(config: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """A config sent back with a secret as :data:`MASK` keeps the stored secret."""
+def unmasked(
+    config: dict[str, Any], stored: dict[str, Any] | None, box: SecretBox
+) -> dict[str, Any]:
+    """The plain config of a request: a secret sent back as :data:`MASK` keeps the stored one."""
     out = dict(config)
     for k in SECRET_KEYS:
         if out.get(k) == MASK and stored and k in stored:
             out[k] = stored[k]
-    return out
+    return reveal_config(box, out)
+
+
+def sealed(box: SecretBox, config: dict[str, Any]) -> dict[str, Any]:
+    """The config to store: secrets encrypted at rest, like connector configs."""
+    return seal_config(box, config, SECRET_KEYS)
 
 
 def check_pattern(key: str, pattern: Any) -> re.Pattern[str]:

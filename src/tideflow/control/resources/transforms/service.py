@@ -34,6 +34,7 @@ from tideflow.engine.transforms.enrich import EnrichRunner
 from tideflow.engine.transforms.spec import RUNNABLE
 from tideflow.errors import Conflict, Invalid, NotFound, TerminalError
 from tideflow.ids import new_id
+from tideflow.store.crypto import reveal_config
 from tideflow.store.models.resources import Pipeline, Topic, Transform
 
 NOT_RUNNING_MESSAGE = (
@@ -130,7 +131,7 @@ def create(ctx: AppContext, body: TransformCreate) -> dict[str, Any]:
                 id=new_id(),
                 name=name,
                 transform=body.transform,
-                config=body.config,
+                config=code.sealed(ctx.secrets, body.config),
                 implementations={},
                 created_from=body.created_from,
                 tags=check_tag_ids(s, body.tags),
@@ -149,7 +150,7 @@ def update(ctx: AppContext, body: TransformUpdate) -> dict[str, Any]:
         with ctx.store.session() as s:
             t = _get(s, body.id)
             kind = body.transform or t.transform
-            body.config = code.unmasked(body.config, t.config)
+            body.config = code.unmasked(body.config, t.config, ctx.secrets)
             name = code.check_config(kind, body.config)
             if name != t.name:
                 _check_unique(s, name)
@@ -160,7 +161,7 @@ def update(ctx: AppContext, body: TransformUpdate) -> dict[str, Any]:
                         kind, body.config.get("transforms.language"), body.implementation
                     )
                     _add_version(t, body.implementation, None, None)
-            t.name, t.transform, t.config = name, kind, body.config
+            t.name, t.transform, t.config = name, kind, code.sealed(ctx.secrets, body.config)
             if body.tags is not None:
                 t.tags = check_tag_ids(s, body.tags)
             if body.created_from is not None:
@@ -203,14 +204,18 @@ def save_implementation(
 ) -> dict[str, Any]:
     with ctx.store.session() as s:
         t = _get(s, transform_id)
-        config = code.unmasked(body.config, t.config) if body.config is not None else t.config
+        config = (
+            code.unmasked(body.config, t.config, ctx.secrets)
+            if body.config is not None
+            else t.config
+        )
         if body.config is not None:
-            body.config = config
-            code.check_config(t.transform, body.config)
+            code.check_config(t.transform, config)
         code.check_implementation(
             t.transform, config.get("transforms.language"), body.implementation
         )
-        version = _add_version(t, body.implementation, body.description, body.config)
+        stored = code.sealed(ctx.secrets, config) if body.config is not None else None
+        version = _add_version(t, body.implementation, body.description, stored)
         t.updated_at = _now()
         return _version_out(t, str(version))
 
@@ -317,7 +322,9 @@ def test(ctx: AppContext, transform_id: str, body: TransformTest) -> dict[str, A
         if version is not None and str(version) not in _versions(t):
             raise NotFound(f"transform '{t.name}' has no implementation version {version}")
         try:
-            spec = transform_spec.build(t, None, version)
+            spec = transform_spec.build(
+                t, None, version, reveal=lambda c: reveal_config(ctx.secrets, c)
+            )
         except transform_spec.Unrunnable as exc:
             raise Invalid(str(exc), code="not_runnable") from None
     samples = [trial.sample(r.model_dump(), r.topic) for r in body.records]
