@@ -15,6 +15,7 @@ import operator
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -34,6 +35,8 @@ from tideflow.engine.reduce import Change, merge_unchanged
 from tideflow.events import UNCHANGED, ChangeEvent, Op, TableSchema
 
 _UNCHANGED_ID = id(UNCHANGED)
+_KIND, _UNCHANGED_COLS, _EVENTS = attrgetter("kind"), attrgetter("unchanged"), attrgetter("events")
+_FIRST, _OP = itemgetter(0), attrgetter("op")
 # After a batch's new rows met an existing key, up to this many batches upsert directly.
 _MAX_SKIP = 64
 
@@ -147,6 +150,9 @@ class Writer:
         deletes: list[Change] = []
         full: list[Change] = []
         partial: dict[frozenset[str], list[Change]] = defaultdict(list)
+        kinds = list(map(_KIND, changes))
+        if kinds.count("upsert") == len(kinds) and not any(map(_UNCHANGED_COLS, changes)):
+            full, changes = list(changes), ()  # only full rows: no test per change
         for ch in changes:
             if ch.kind == "delete":
                 if self.config.delete_enabled:
@@ -163,7 +169,11 @@ class Writer:
         if full:
             # Rows whose first change in the batch is a create are normally new at the
             # destination: COPY them straight into the table, the upsert only if one was there.
-            new = [ch for ch in full if ch.events[0].op is Op.CREATE]
+            first_ops = list(map(_OP, map(_FIRST, map(_EVENTS, full))))
+            if first_ops.count(Op.CREATE) == len(full):
+                new = full
+            else:
+                new = [ch for ch, op in zip(full, first_ops, strict=True) if op is Op.CREATE]
             if new and self._insert_new(dest, mapping, new):
                 full = (
                     [ch for ch in full if ch.events[0].op is not Op.CREATE]
