@@ -62,6 +62,8 @@ _TXN_END_QUERIES = ("COMMIT", "ROLLBACK")
 _MARIADB_GTID_STANDALONE = 0x01  # FL_STANDALONE: no Xid/COMMIT follows (DDL)
 
 
+# A poll that has seen a commit returns once it has run this long (see ``poll``).
+HAND_OVER_AFTER_S = 0.02
 _MISSING: Any = object()
 
 
@@ -125,6 +127,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
         self._emitted: BinlogPosition | None = None  # last Commit position handed out
         self._acked: BinlogPosition | None = None
         self._next_heartbeat = 0.0
+        self._committed = False  # a captured transaction ended during this poll
 
     def preflight(self) -> list[Problem]:
         return preflight.run(self.config, self.server_id)
@@ -176,6 +179,10 @@ class MySQLSource(Source[MySQLSourceConfig]):
         out: list[Record] = []
         pending = self._pending
         deadline = now + timeout
+        # Transactions back to back never let the server send a heartbeat: hand over at the
+        # first commit after a short while instead of at the deadline (latency).
+        hand_over = now + min(timeout, HAND_OVER_AFTER_S)
+        self._committed = False
         # invariant 6: at most max_records leave per call; the rest of a rows event waits in
         # ``pending`` (one binlog event's rows), the rest of the binlog in the socket.
         while len(out) < max_records:
@@ -195,6 +202,8 @@ class MySQLSource(Source[MySQLSourceConfig]):
             self._handle(ev)
             # A server heartbeat means we are caught up: hand over what we have now.
             if isinstance(ev, HeartbeatLogEvent) and (out or pending):
+                break
+            if self._committed and time.monotonic() >= hand_over:
                 break
         self._heartbeat_commit(out, max_records)
         return out
@@ -297,6 +306,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
             assert self._boundary is not None
             self._pending.append(Commit(self._boundary.to_dict(), ev.timestamp * 1000))
             self._emitted = self._boundary
+            self._committed = True
 
     def _heartbeat_commit(self, out: list[Record], max_records: int) -> None:
         """invariant 4: move the position past transactions that had nothing for us."""
