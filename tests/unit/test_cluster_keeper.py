@@ -37,10 +37,10 @@ def plan(*source_ids: str) -> Plan:
     return p
 
 
-def keeper(store: Store, worker_id: str) -> Keeper:
-    leases = Leases(store, worker_id, CONFIG)
+def keeper(store: Store, worker_id: str, config: ClusterConfig = CONFIG) -> Keeper:
+    leases = Leases(store, worker_id, config)
     leases.register(1)
-    return Keeper(store, leases, CONFIG, GuardedStatusBoard(store, worker_id))
+    return Keeper(store, leases, config, GuardedStatusBoard(store, worker_id))
 
 
 def rounds(*keepers: Keeper, n: int = 3) -> None:
@@ -107,11 +107,13 @@ def test_drain_releases_only_after_the_runner_stopped(store: Store) -> None:
 
 
 def test_a_worker_that_comes_back_gets_its_share(store: Store) -> None:
-    a = keeper(store, "a")
+    # Nothing expires here: a TTL that a loaded machine's slow rounds cannot outlast.
+    steady = ClusterConfig(lease_ttl=10, heartbeat_interval=0.1)
+    a = keeper(store, "a", steady)
     a.restrict(plan("s1", "s2"))
     rounds(a)
     assert set(a.held()) == {"s1", "s2"}
-    b = keeper(store, "b")
+    b = keeper(store, "b", steady)
     b.restrict(plan("s1", "s2"))
     b._round()  # b is live now
     a.settled(set(a.held()))

@@ -218,7 +218,7 @@ class Keeper:
             notes, self._notes = self._notes, []
         for rid, lost_generation, why in notes:
             self.leases.note_lost(*key_of(rid), lost_generation, why)
-        self._release_settled()
+        released = self._release_settled()
         with self._lock:
             candidates, draining = self._candidates, self._draining
         if draining and not self.held():
@@ -229,10 +229,12 @@ class Keeper:
             return
         view = self.leases.overview()
         for kind, unit_ids in candidates.items():
-            self._assign(kind, unit_ids, view, draining)
+            self._assign(kind, unit_ids, view, draining, released)
         self._mark_orphans(view)
 
-    def _assign(self, kind: str, unit_ids: list[str], view: Overview, draining: bool) -> None:
+    def _assign(
+        self, kind: str, unit_ids: list[str], view: Overview, draining: bool, released: set[str]
+    ) -> None:
         mine = {u for k, u in map(key_of, self.held()) if k == kind}
         decision = decide(
             self.leases.owner,
@@ -244,6 +246,8 @@ class Keeper:
             draining=draining,
         )
         for unit_id in decision.claim:
+            if runner_of(kind, unit_id) in released:
+                continue  # just handed over (a slow round can see it as orphaned already)
             lease = view.leases.get((kind, unit_id))
             reclaim = lease is not None and lease.owner == self.leases.owner
             generation = self.leases.acquire(kind, unit_id, reclaim_own=reclaim)
@@ -259,7 +263,8 @@ class Keeper:
                 self._releasing |= shed & set(self._held)
             self._release_settled()
 
-    def _release_settled(self) -> None:
+    def _release_settled(self) -> set[str]:
+        """Release the leases of handed-over units whose runners stopped; returns them."""
         with self._lock:
             ready = [
                 (rid, self._held[rid], self._units.get(rid, []))
@@ -277,6 +282,7 @@ class Keeper:
                 self._held.pop(rid, None)
                 self._releasing.discard(rid)
             self.board.drop(units)
+        return {rid for rid, _, _ in ready}
 
     def _mark_orphans(self, view: Overview) -> None:
         for (kind, unit_id), lease in view.leases.items():
