@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from tideflow.connectors import registry
 from tideflow.connectors.config import ConnectorConfig, validate
+from tideflow.engine.cluster import shards as cluster_shards
 from tideflow.engine.transforms import spec as transforms
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TideflowError
@@ -64,6 +65,7 @@ class PipelinePlan:
     error: str | None
     fingerprint: str
     transforms: tuple[transforms.TransformSpec, ...] = ()  # in pipeline order; () = fast path
+    shards: int = 1  # cluster log mode: units splitting the writes by partition (cluster/shards)
 
 
 @dataclass
@@ -192,6 +194,7 @@ def _pipeline(row: Pipeline, source: Connector, dest: Connector, *, primary: boo
         policy_value = "halt"
     policy: Policy = "dead_letter" if policy_value == "dead_letter" else "halt"
     topics = _topics(source.id, row.source_body) if primary else None
+    shards, shards_error = cluster_shards.parse(dest.code, body)
     return PipelinePlan(
         id=row.id,
         name=row.name,
@@ -202,10 +205,11 @@ def _pipeline(row: Pipeline, source: Connector, dest: Connector, *, primary: boo
         checkpoint_unit=checkpoint_unit(row.id, source.id, primary),
         topics=topics,
         policy=policy,
-        error=dest.error or error,
+        error=dest.error or error or shards_error,
         fingerprint=_fingerprint(
             dest.fingerprint, dest.code, sorted(topics or ()), policy, row.destination_id
         ),
+        shards=shards,
     )
 
 

@@ -12,7 +12,9 @@ runs any source and pipeline:
 - **pipeline unit** (runner id ``log:<pipeline id>``, lease ``pipeline``): a ``kafkadirect``
   source reading those topics in the consumer group ``tideflow-pipeline-<pipeline id>``,
   feeding the pipeline as configured; it checkpoints ``pipeline:<id>/log`` after its
-  destination flush and only then commits the group offsets.
+  destination flush and only then commits the group offsets. A pipeline with
+  ``cluster.shards`` N > 1 is N such units ``log:<pipeline id>#<k>``, each reading its own
+  partitions with its own checkpoint ``pipeline:<id>/log#<k>/<N>`` (:mod:`.shards`).
 
 So every pipeline has its own progress: a slow or stopped destination holds back nothing but
 itself, and a pipeline can be replayed from any offset the topics still hold.
@@ -27,6 +29,7 @@ from functools import lru_cache
 from tideflow.connectors.config import ConnectorConfig, validate
 from tideflow.connectors.destinations.kafka.config import KafkaDestinationConfig
 from tideflow.connectors.sources.kafka.config import KafkaSourceConfig
+from tideflow.engine.cluster import shards
 from tideflow.engine.cluster.leases import PIPELINE, SOURCE
 from tideflow.engine.plan import ACTIVE, PAUSED, Connector, PipelinePlan, Plan
 
@@ -77,20 +80,40 @@ def layout(plan: Plan, bootstrap: str, partitions: int = 1) -> Plan:
         out.pipelines[sid] = [_log_pipeline(source, pipes, bootstrap, partitions)]
         for p in pipes:
             unit = lease_unit(p, sid)
-            rid = runner_of(PIPELINE, unit)
-            out.sources[rid] = _reader(rid, source, unit, bootstrap)
-            # The reader's events keep the original source's identity (envelope source block).
-            out.source_info[rid] = plan.source_info[sid]
-            out.pipelines[rid] = [
-                replace(p, source_id=rid, checkpoint_unit=p.checkpoint_unit + "/log")
-            ]
+            count = p.shards if unit == p.id else 1
+            for index, rid, checkpoint in _readers(p, unit, count):
+                out.sources[rid] = _reader(rid, source, unit, bootstrap, index, count)
+                # The reader's events keep the original source's identity (envelope source
+                # block).
+                out.source_info[rid] = plan.source_info[sid]
+                out.pipelines[rid] = [replace(p, source_id=rid, checkpoint_unit=checkpoint)]
     return out
+
+
+def _readers(p: PipelinePlan, unit: str, count: int) -> list[tuple[int, str, str]]:
+    """(shard index, runner id, checkpoint unit) of each unit reading for ``p``: one, or one
+    per shard (cluster/shards). Only a pipeline's primary source is sharded (the extra
+    sources of a fan-in pipeline keep one unit each)."""
+    checkpoint = p.checkpoint_unit + "/log"
+    if count <= 1:
+        return [(0, runner_of(PIPELINE, unit), checkpoint)]
+    return [
+        (
+            k,
+            runner_of(PIPELINE, shards.unit(unit, k)),
+            shards.checkpoint_unit(checkpoint, k, count),
+        )
+        for k in range(count)
+    ]
 
 
 def _log_pipeline(
     source: Connector, pipes: list[PipelinePlan], bootstrap: str, partitions: int
 ) -> PipelinePlan:
-    dest = _destination(source.id, bootstrap, partitions)
+    # New topics get at least one partition per shard of the source's most sharded pipeline;
+    # existing topics keep theirs (the Kafka destination never changes a topic's partition
+    # count: that would move keys to other partitions and break order per key, invariant 3).
+    dest = _destination(source.id, bootstrap, max([partitions, *(p.shards for p in pipes)]))
     # The log is written while any pipeline wants it, even one whose destination is paused:
     # it finds its changes in the log when it resumes, and the slot does not pin WAL meanwhile.
     wanted = any(p.desired == ACTIVE for p in pipes)
@@ -123,14 +146,18 @@ def _destination(source_id: str, bootstrap: str, partitions: int) -> Connector:
     return Connector(READER + source_id, name, "kafka", ACTIVE, config, error, _hash(raw))
 
 
-def _reader(rid: str, source: Connector, unit: str, bootstrap: str) -> Connector:
-    base = _reader_config(source.id, unit, bootstrap)
+def _reader(
+    rid: str, source: Connector, unit: str, bootstrap: str, index: int, count: int
+) -> Connector:
+    base = _reader_config(source.id, unit, bootstrap, index, count)
     return replace(base, id=rid, name=source.name)
 
 
 @lru_cache(maxsize=4096)
-def _reader_config(source_id: str, unit: str, bootstrap: str) -> Connector:
-    raw = {
+def _reader_config(
+    source_id: str, unit: str, bootstrap: str, index: int = 0, count: int = 1
+) -> Connector:
+    raw: dict[str, object] = {
         "kafka.bootstrap.servers": bootstrap,
         "topic.prefix": topic_prefix(source_id),
         "format": "json",
@@ -140,6 +167,10 @@ def _reader_config(source_id: str, unit: str, bootstrap: str) -> Connector:
         # wait for a dead owner's session to expire after every takeover.
         "partition.assignment": "manual",
     }
+    if count > 1:
+        # Shards share the group (one set of committed offsets per pipeline) but never a
+        # partition: each commits only the partitions it reads.
+        raw |= {"partition.shard.count": count, "partition.shard.index": index}
     config, error = _validated(KafkaSourceConfig, raw)
     return Connector("", "", "kafkadirect", ACTIVE, config, error, _hash(raw))
 

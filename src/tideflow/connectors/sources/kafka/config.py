@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from tideflow.connectors.config import setting
 from tideflow.connectors.destinations.kafka.config import KafkaSecurity
@@ -63,6 +63,36 @@ class KafkaSourceConfig(KafkaSecurity):
         "are still committed to group.id); it starts at once after a crash, with no wait for "
         "the dead member's session to expire, but must be the group's only reader.",
     )
+
+    shard_count: int = setting(
+        1,
+        key="partition.shard.count",
+        display_name="Shards",
+        description="manual assignment only: the number of sources sharing these topics by "
+        "partition (cluster mode sets it for sharded pipelines); 1 reads every partition.",
+    )
+    shard_index: int = setting(
+        0,
+        key="partition.shard.index",
+        display_name="Shard",
+        description="manual assignment only: read the partitions p with p mod "
+        "partition.shard.count equal to this (0-based).",
+    )
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> KafkaSourceConfig:
+        if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
+            raise ValueError(
+                "partition.shard.index must be from 0 to partition.shard.count - 1 and "
+                "partition.shard.count at least 1"
+            )
+        if self.shard_count > 1 and self.assignment != "manual":
+            raise ValueError("partition.shard.count > 1 needs partition.assignment=manual")
+        return self
+
+    def owns(self, partition: int) -> bool:
+        """Whether this source reads ``partition`` (every one unless sharded)."""
+        return partition % self.shard_count == self.shard_index
 
     @field_validator("format", mode="before")
     @classmethod

@@ -28,6 +28,10 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+def partition_of(key: str) -> int:
+    return int(key.rpartition(":")[2])
+
+
 def topic_partitions(position: dict[str, Any]) -> list[TopicPartition]:
     out = []
     for key, offset in offsets_of(position).items():

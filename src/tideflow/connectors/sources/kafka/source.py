@@ -11,9 +11,11 @@ key messages by primary key, so order per key holds (invariant 3).
 
 With ``partition.assignment=manual`` the consumer does not join the group: it assigns itself
 every partition of the matching topics (re-listed every few seconds, so new topics are picked
-up) and commits to the group as a standalone consumer. A commit the group refuses because of
-its membership (a rebalance, a member of an older process) is skipped: the checkpoint, not the
-group's offsets, is where a restart resumes.
+up; with ``partition.shard.count`` N > 1 only the partitions ``p`` with ``p mod N`` equal to
+``partition.shard.index``, so N sources split the topics without overlap) and commits to the
+group as a standalone consumer, only the partitions it reads. A commit the group refuses
+because of its membership (a rebalance, a member of an older process) is skipped: the
+checkpoint, not the group's offsets, is where a restart resumes.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._client_error: KafkaError | None = None
         self._assigned: set[tuple[str, int]] = set()
         self._refreshed = 0.0
+        self._warned: set[str] = set()
 
     @property
     def group_id(self) -> str:
@@ -98,7 +101,12 @@ class KafkaSource(Source[KafkaSourceConfig]):
         subs = self._subscription()
         if not subs:
             raise TerminalError(self.preflight()[0].message, code="invalid_config")
-        self._offsets = positions.offsets_of(position)
+        # A shard's checkpoint holds its own partitions only (it never had others).
+        self._offsets = {
+            key: offset
+            for key, offset in positions.offsets_of(position).items()
+            if self.config.owns(positions.partition_of(key))
+        }
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.config.bootstrap,
@@ -133,8 +141,9 @@ class KafkaSource(Source[KafkaSourceConfig]):
         for name, meta in topics.items():
             if name not in names and not (prefix and name.startswith(prefix)):
                 continue
+            self._warn_unsharded(name, len(meta.partitions))
             for partition in meta.partitions:
-                if (name, partition) in self._assigned:
+                if (name, partition) in self._assigned or not self.config.owns(partition):
                     continue
                 # Unknown to the checkpoint: the group's offset, else auto.offset.reset.
                 offset = self._offsets.get(positions.partition_key(name, partition), OFFSET_STORED)
@@ -142,6 +151,23 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 self._assigned.add((name, partition))
         if new:
             consumer.incremental_assign(new)
+
+    def _warn_unsharded(self, topic: str, partitions: int) -> None:
+        count = self.config.shard_count
+        if count <= partitions or topic in self._warned:
+            return
+        self._warned.add(topic)
+        if self.config.shard_index >= partitions:
+            log.warning(
+                "kafkadirect source %s: topic %s has %d partition(s), fewer than the %d shards "
+                "sharing it: shard %d reads nothing of it, the others read it all (partitions are "
+                "never added to an existing topic: keys would move and lose their order)",
+                self.name,
+                topic,
+                partitions,
+                count,
+                self.config.shard_index,
+            )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # What this instance has read (initially the checkpoint) wins over the group's

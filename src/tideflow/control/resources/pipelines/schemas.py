@@ -88,5 +88,11 @@ class PipelineOut(BaseModel):
         "single-process mode; null while the unit moves between workers or before a "
         "worker took it.",
     )
+    worker_ids: list[str] = Field(
+        default_factory=list,
+        description="Cluster mode, a pipeline split into shards (`cluster.shards` in its "
+        "`destination` object): the workers holding its shards, in shard order (`worker_id` is "
+        "the first); empty otherwise.",
+    )
     desired_state: DesiredState
     created_timestamp: datetime

@@ -27,6 +27,7 @@ from tideflow.control.resources.pipelines.schemas import (
 from tideflow.control.resources.snapshots import service as snapshots
 from tideflow.control.resources.sources.service import topic_id, topic_names
 from tideflow.control.resources.wire import Page
+from tideflow.engine.cluster import shards
 from tideflow.engine.transforms.spec import RUNNABLE
 from tideflow.errors import Invalid
 from tideflow.ids import new_id
@@ -59,6 +60,7 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
         )
         for row in rows
     }
+    sharded = shards.holders(session, [r.id for r in rows])
     return [
         PipelineOut(
             id=row.id,
@@ -71,7 +73,10 @@ def present(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
             created_from=row.created_from,
             connector_status=configs.derived_status(row.desired_state, effective[row.id][0]),
             connector_status_message=effective[row.id][1],
-            worker_id=workers.get(f"pipeline:{row.id}") or workers.get(f"source:{row.source_id}"),
+            worker_id=next(iter(sharded.get(row.id, [])), None)
+            or workers.get(f"pipeline:{row.id}")
+            or workers.get(f"source:{row.source_id}"),
+            worker_ids=sharded.get(row.id, []),
             health=metrics_service.health_in(session, f"pipeline:{row.id}"),
             desired_state=row.desired_state,
             created_timestamp=configs.aware(row.created_at),
@@ -119,6 +124,7 @@ class _Checked:
         self.destination_body = body.destination.model_dump(exclude_unset=True)
         self.destination_body.setdefault("name", destination.name)
         self.destination_body.setdefault("connector", destination.connector)
+        shards.check(destination.connector, self.destination_body)
         self.transforms: list[dict[str, Any]] = [
             t.model_dump(exclude_unset=True) for t in transforms
         ]
