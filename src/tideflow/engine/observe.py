@@ -20,9 +20,11 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tideflow.engine import alerts
@@ -154,6 +156,21 @@ def prune(session: Session, now_s: int) -> None:
         )
 
 
+def _insert_points(session: Session) -> Any:
+    """An insert of metric points that skips a point already stored.
+
+    Two workers can write the same point (unit, metric, resolution, second): the pipelines of
+    one source run on several workers in log mode and each credits the source's unit. The first
+    writer wins that second; a plain insert would fail the whole sample with a duplicate key.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(MetricPoint).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(MetricPoint).on_conflict_do_nothing()
+    return insert(MetricPoint)
+
+
 def sample_slot(config: Any) -> dict[str, float]:
     """Retained WAL of a Postgres source's slot, on a short-lived connection."""
     import psycopg
@@ -199,6 +216,9 @@ class Sampler:
         self._last_ts = 0
         self._last_prune = 0.0
         self.health = alerts.HealthTracker()
+        # Whether this process samples a source's slot (None: every source). In cluster mode
+        # the worker holding the source's lease does, so one worker writes those points.
+        self.samples_source: Callable[[str], bool] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -232,6 +252,8 @@ class Sampler:
         for sid, source in plan.sources.items():
             if source.code != "postgresql" or source.config is None:
                 continue
+            if self.samples_source is not None and not self.samples_source(sid):
+                continue  # cluster mode: the worker holding the source's lease samples its slot
             try:
                 values[f"source:{sid}"].update(sample_slot(source.config))
             except Exception as exc:
@@ -287,7 +309,7 @@ class Sampler:
                     into[k] = val
         with self.store.session() as s:
             if rows:
-                s.execute(insert(MetricPoint), rows)
+                s.execute(_insert_points(s), rows)
             if time.monotonic() - self._last_prune > 60:
                 self._last_prune = time.monotonic()
                 prune(s, ts)

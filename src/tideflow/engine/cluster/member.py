@@ -49,6 +49,8 @@ class Member:
             assignment=self.keeper,
             status_board=board,
         )
+        if self.worker.sampler is not None:  # one writer of a source's slot metrics
+            self.worker.sampler.samples_source = lambda sid: sid in self.keeper.held()
 
     def run(self, stop: threading.Event) -> None:
         warned = False
