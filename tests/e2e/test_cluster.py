@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from tests.e2e.test_pg_pipeline import fold_parquet, source_ids_and_t
-from tests.support import api, kafka, pg, workload
+from tests.support import api, cluster_diag, kafka, pg, workload
 from tests.support.server import Server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -298,8 +298,12 @@ def test_failover_rebalance_fencing_and_drain(
         what="one source per worker",
     )
     with cluster.api.client() as c:
-        shown = {unit_view(c, "sources", s)[1] for s in sources}
-        assert shown == {"w1", "w2", "w3"}, shown
+        # The lease is taken before the new holder reports the unit: wait for the API to catch up.
+        wait_until(
+            lambda: {unit_view(c, "sources", s)[1] for s in sources} == {"w1", "w2", "w3"},
+            30,
+            what="the API to name the three workers",
+        )
         streams = c.get("/api/streams").json()["data"]
         assert {s["attributes"]["worker_id"] for s in streams} == {"w1", "w2", "w3"}
 
@@ -386,14 +390,18 @@ def test_failover_rebalance_fencing_and_drain(
     with cluster.api.client() as c:
         for pid in pipelines:
             api.wait_status(c, "pipelines", pid, "Active", timeout=90)
-    for src, dst in databases:
-        expected = workload.checksum(src)
-        wait_until(
-            lambda d=dst, e=expected: workload.checksum(d) == e,
-            180,
-            interval=1,
-            what=f"{dst} to equal {src} {expected}",
-        )
+    try:
+        for src, dst in databases:
+            expected = workload.checksum(src)
+            wait_until(
+                lambda d=dst, e=expected: workload.checksum(d) == e,
+                180,
+                interval=1,
+                what=f"{dst} to equal {src} {expected}",
+            )
+    except AssertionError:
+        explain(cluster, databases, sources, tmp_path)
+        raise
     expected_t = source_ids_and_t(databases[0][0])
     wait_until(
         lambda: {k: v["t"] for k, v in fold_parquet(files).items()} == expected_t,
@@ -424,6 +432,18 @@ def test_failover_rebalance_fencing_and_drain(
     print(f"API views of the killed workers' sources while they moved: {moves}")
     print(f"takeover seconds after kill/freeze: {[round(t, 1) for t in takeovers]}")
     print(f"lease gaps in the store: {sorted(round(float(g[0]), 1) for g in gaps)}")
+
+
+def explain(
+    cluster: Cluster, databases: list[tuple[str, str]], sources: list[str], tmp_path: Path
+) -> None:
+    """Keep what tells a stall from a stale change: the store, the Kafka progress of every
+    pipeline, the differing rows with their history in the log, and the workers' logs."""
+    text = cluster_diag.report(cluster.meta, databases, sources)
+    (tmp_path / "diagnostics.txt").write_text(text)
+    print(text)
+    for w in cluster.workers.values():
+        print(f"=== {w.worker_id} (logs kept in {w.data_dir})\n{w.tail()}")
 
 
 def watch_move(
