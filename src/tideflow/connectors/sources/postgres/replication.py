@@ -87,8 +87,16 @@ class ReplicationStream:
         self._stop = threading.Event()
         self._status_thread: threading.Thread | None = None
 
-    def start(self, slot: str, start_lsn: int, options: Sequence[tuple[str, str]]) -> None:
-        """Connect and ``START_REPLICATION`` at ``start_lsn`` (the flush LSN reported so far)."""
+    def start(
+        self, slot: str, start_lsn: int, options: Sequence[tuple[str, str]], *, confirmed: int
+    ) -> None:
+        """Connect and ``START_REPLICATION`` at ``start_lsn``.
+
+        Status updates report ``confirmed`` (the slot's ``confirmed_flush_lsn``) until
+        ``confirm`` moves past it, never ``start_lsn`` itself: after a reopen that is the
+        checkpoint of the running pipelines only, and a paused one may need older changes
+        (invariant 1).
+        """
         conn = pq.PGconn.connect(self._conninfo.encode())
         if conn.status != pq.ConnStatus.OK:
             message = conn.get_error_message()
@@ -101,7 +109,7 @@ class ReplicationStream:
         result = conn.get_result()
         if result is None or result.status != pq.ExecStatus.COPY_BOTH:
             raise self._result_error(result)
-        self.flushed = max(self.flushed, start_lsn)
+        self.flushed = max(self.flushed, confirmed)
         self._last_status = time.monotonic()
         self._status_thread = threading.Thread(
             target=self._send_status_while_idle, name=f"pg-status-{slot}", daemon=True

@@ -66,6 +66,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._heartbeat = Heartbeat(config)
         self._signal = signal.table_of(config)  # watermarks as signal-table rows, if set
         self._emitted = 0  # highest Commit position handed to the runtime
+        self._acked = 0  # highest position the runtime acknowledged
         self._last_traffic = 0.0
 
     def preflight(self) -> list[Problem]:
@@ -106,7 +107,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         options = [("proto_version", "1"), ("publication_names", publication)]
         if sql.info.server_version >= 140000:
             options.append(("messages", "true"))
-        self._stream.start(cfg.slot_name, begin, options)
+        self._stream.start(cfg.slot_name, begin, options, confirmed=info.confirmed_flush)
         self._last_traffic = time.monotonic()
         log.info(
             "streaming slot %s from %s",
@@ -131,6 +132,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         if traffic:
             self._last_traffic = time.monotonic()
         self._emitted = max(self._emitted, decoder.last_commit_lsn)
+        if self._acked > stream.flushed:
+            self._confirm(stream)  # an ack that waited for this instance to deliver it
         if self._signal is not None and out:
             return signal.as_messages(out, ".".join(self._signal))
         return out
@@ -168,21 +171,27 @@ class PostgresSource(Source[PostgresSourceConfig]):
         return traffic
 
     def ack(self, position: dict[str, Any]) -> None:
+        """Confirm ``position`` to the slot once this instance has delivered it.
+
+        After a reopen the pipelines still write batches the previous instance read (the
+        reopen went back to the oldest checkpoint) and acknowledge their positions, ahead of
+        what this instance has delivered. Such an ack is kept and confirmed as far as this
+        instance has delivered, the rest when the replay gets there.
+        """
         if self._stream is None:
             raise TerminalError("ack() called before open()")
-        lsn = lsn_of(position)
+        self._acked = max(self._acked, lsn_of(position))
         if self._decoder is not None:
             self._emitted = max(self._emitted, self._decoder.last_commit_lsn)
-        if lsn > self._emitted:
-            # invariant 1: confirming a position we never delivered could release unread WAL.
-            raise TerminalError(
-                f"ack of {format_lsn(lsn)} beyond the last delivered commit "
-                f"{format_lsn(self._emitted)}",
-                code="invalid_position",
-            )
+        self._confirm(self._stream)
+
+    def _confirm(self, stream: ReplicationStream) -> None:
+        # invariant 1: the slot moves only to a position that is acknowledged (durable in every
+        # pipeline) and that this instance delivered: an ack past what it delivered cannot be
+        # told from one of changes nobody has read, so that part waits for the replay.
         # invariant 2: confirm() ignores positions older than one already confirmed.
-        with self._stream.lock:
-            self._stream.confirm(lsn)
+        with stream.lock:
+            stream.confirm(min(self._acked, self._emitted))
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
