@@ -11,6 +11,9 @@ import pytest
 from tests.support import pg
 from tests.support.server import Server
 
+# Fails the session on replication slots (and publications) it leaves behind, and drops them.
+pytest_plugins = ["tests.support.slot_guard"]
+
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def metadata_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
