@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tideflow.connectors.base import Problem, Source
+from tideflow.connectors.sources.kafka import gaps
 from tideflow.connectors.sources.kafka import position as positions
 from tideflow.connectors.sources.kafka.config import KafkaSourceConfig
 from tideflow.connectors.sources.kafka.decode import Decoder, Received
@@ -202,10 +203,15 @@ class KafkaSource(Source[KafkaSourceConfig]):
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             ts_type, ts = msg.timestamp()
             last_ts = max(last_ts, ts if ts_type and ts > 0 else int(time.time() * 1000))
+            key = positions.partition_key(topic, partition)
+            expected = self._offsets.get(key)
+            if expected is not None and offset != expected:
+                # invariant 5: a position the broker no longer holds is an error, not a skip.
+                gaps.check(consumer, topic, partition, expected, offset)
             event = self._decoder.decode(
                 Received(topic, partition, offset, msg.key(), msg.value(), last_ts)
             )
-            self._offsets[positions.partition_key(topic, partition)] = offset + 1
+            self._offsets[key] = offset + 1
             if event is not None:
                 records.append(event)
         if last_ts:
