@@ -22,12 +22,12 @@ from typing import Any
 import psycopg
 from tests.support import pg
 
-from bench.compare import measure, report, workloads
-from bench.compare.contenders import DEBEZIUM_TUNING, Debezium, Tideflow
+from bench.compare import binlog, measure, report, workloads
+from bench.compare.contenders import DEBEZIUM_SNAPSHOT_TUNING, DEBEZIUM_TUNING, Debezium, Tideflow
 from bench.run import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-WORKLOADS = ("large_tx", "latency", "single_row_tx", "snapshot", "peak_rss", "profile")
+WORKLOADS = ("large_tx", "latency", "single_row_tx", "mariadb", "snapshot", "peak_rss", "profile")
 
 
 def log(line: str) -> None:
@@ -72,7 +72,17 @@ def main() -> None:
     parser.add_argument(
         "--warm-rows", type=int, default=100_000, help="unmeasured burst before the latency run"
     )
+    parser.add_argument(
+        "--mariadb-rows", type=int, default=500_000, help="binlog stream: inserted rows"
+    )
+    parser.add_argument("--mariadb-tx", type=int, default=5_000, help="rows per transaction")
     parser.add_argument("--snapshot-rows", type=int, default=5_000_000)
+    parser.add_argument(
+        "--snapshot-debezium-rows",
+        type=int,
+        default=1_000_000,
+        help="rows Debezium's initial snapshot copies (extrapolated to --snapshot-rows)",
+    )
     parser.add_argument("--snapshot-reps", type=int, default=1)
     parser.add_argument("--big-tx", type=int, default=2_000_000)
     parser.add_argument(
@@ -85,8 +95,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.single_tx, args.reps, args.seconds = 100_000, 20_000, 2, 15
-        args.snapshot_rows, args.big_tx, args.warm_rows = 200_000, 300_000, 20_000
+        args.rows, args.single_tx, args.reps, args.seconds = 50_000, 10_000, 1, 10
+        args.snapshot_rows, args.snapshot_debezium_rows = 200_000, 100_000
+        args.big_tx, args.warm_rows, args.mariadb_rows = 200_000, 10_000, 50_000
     only = set(args.only.split(","))
     suffix = "-compare-quick" if args.quick else "-compare"
     stem = args.stem or f"{datetime.now(UTC):%Y-%m-%d}{suffix}"
@@ -112,6 +123,13 @@ def main() -> None:
                 **DEBEZIUM_TUNING,
                 "debezium.source.decimal.handling.mode": "string",
                 "debezium.source.offset.flush.interval.ms": "default (60000)",
+                "snapshot": DEBEZIUM_SNAPSHOT_TUNING,
+                "mariadb": {
+                    **binlog.DEBEZIUM_MARIADB,
+                    "debezium.source.database.server.id": "random in 10000..99999 per run",
+                    "debezium.source.snapshot.mode": "no_data (priming run, then resumed "
+                    "from its offsets file)",
+                },
                 "jvm": "java -cp <runner>:conf:lib/* io.debezium.server.Main (run.sh, no "
                 "JAVA_OPTS: default heap sizing)",
             },
@@ -146,22 +164,36 @@ def main() -> None:
             )
             save()
         if "latency" in only:
-            log(f"latency: {args.rate:,} rows/s for {args.seconds:.0f} s")
-            results["runs"]["latency"] = [
-                measure.latency(ctx, name, args.rate, args.seconds, log, args.warm_rows)
-                for name in ("tideflow", "debezium")
-            ]
-            save()
+            log(f"latency: {args.rate:,} rows/s for {args.seconds:.0f} s, {args.reps} reps")
+            results["runs"]["latency"] = []
+            for rep in range(args.reps):
+                for name in ("tideflow", "debezium")[:: 1 if rep % 2 == 0 else -1]:
+                    run = measure.latency(ctx, name, args.rate, args.seconds, log, args.warm_rows)
+                    results["runs"]["latency"].append({**run, "rep": rep})
+                save()
         if "single_row_tx" in only:
             log(f"streaming: {args.single_tx:,} single-row transactions (6:3:1 I/U/D)")
             results["runs"]["single_row_tx"] = measure.streaming(
                 ctx, workloads.mix(args.single_tx), args.reps, contenders, log
             )
             save()
+        if "mariadb" in only:
+            log(
+                f"MariaDB binlog: {args.mariadb_rows:,} rows in {args.mariadb_tx:,}-row "
+                f"transactions with updates and deletes, {args.reps} reps"
+            )
+            results["runs"]["mariadb"] = binlog.streaming(
+                ctx, args.mariadb_rows, args.mariadb_tx, args.reps, log
+            )
+            save()
         if "snapshot" in only:
-            log(f"snapshot: {args.snapshot_rows:,} rows, {args.snapshot_reps} reps")
+            log(
+                f"snapshot: {args.snapshot_rows:,} rows (Debezium: "
+                f"{min(args.snapshot_rows, args.snapshot_debezium_rows):,}), "
+                f"{args.snapshot_reps} reps"
+            )
             results["runs"]["snapshot"] = measure.snapshot(
-                ctx, args.snapshot_rows, args.snapshot_reps, log
+                ctx, args.snapshot_rows, args.snapshot_debezium_rows, args.snapshot_reps, log
             )
             save()
         if "peak_rss" in only:

@@ -147,16 +147,28 @@ class Tideflow:
         destination: dict[str, Any] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Create source, destination and pipeline; returns once the pipeline is Active."""
+        """A Postgres source into ``destination`` (default: Kafka topics ``<prefix>.<table>``);
+        returns once the pipeline and the source are Active."""
         config = api.pg_source_config(db, table, **extra)
         if slot:
             config["slot.name"] = slot
         if publication:
             config["publication.name"] = publication
+        return self.create("postgresql", config, prefix, destination)
+
+    def create(
+        self,
+        connector: str,
+        config: dict[str, Any],
+        prefix: str,
+        destination: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Source ``connector`` with ``config``, a destination (Kafka by default) and a pipeline
+        between them; returns once the pipeline and the source are Active."""
         source = api.create(
             self.client,
             "/sources",
-            {"name": api.unique("cmpsrc"), "connector": "postgresql", "config": config},
+            {"name": api.unique("cmpsrc"), "connector": connector, "config": config},
         )
         dest_body = destination or {
             "connector": "kafka",
@@ -167,6 +179,15 @@ class Tideflow:
         api.wait_status(self.client, "pipelines", pipe["id"], "Active")
         api.wait_status(self.client, "sources", source["id"], "Active")
         return {"source": source, "destination": dest, "pipeline": pipe}
+
+    def pause(self, run: dict[str, Any]) -> None:
+        r = self.client.post(f"/sources/{run['source']['id']}/pause")
+        assert r.status_code == 200, r.text
+        api.wait_status(self.client, "sources", run["source"]["id"], "Paused")
+
+    def resume(self, run: dict[str, Any]) -> None:
+        r = self.client.post(f"/sources/{run['source']['id']}/resume")
+        assert r.status_code == 200, r.text
 
     def snapshot(self, run: dict[str, Any]) -> None:
         r = self.client.post("/sources/snapshot", json={"source_id": run["source"]["id"]})
@@ -214,6 +235,15 @@ DEBEZIUM_TUNING = {
 }
 
 
+# Initial snapshot: rows fetched per round trip of the snapshot query raised to the batch size
+# (default 10,240); snapshot.max.threads parallelises across tables only, so with one table it
+# changes nothing and stays 1.
+DEBEZIUM_SNAPSHOT_TUNING = {
+    "debezium.source.snapshot.fetch.size": "20480",
+    "debezium.source.snapshot.max.threads": "1",
+}
+
+
 class Debezium:
     """Debezium Server from the official distribution (scripts/services/debezium.sh), one JVM
     per measured run, configured by a generated conf/application.properties."""
@@ -254,10 +284,27 @@ class Debezium:
         slot: str,
         publication: str,
         snapshot_mode: str,
-        connector: str = "postgres",
         offsets: Path,
     ) -> dict[str, str]:
-        props = {
+        """The Postgres connector (pgoutput) on ``slot`` and ``publication``."""
+        return {
+            **self.common(prefix, snapshot_mode, offsets),
+            "debezium.source.connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "debezium.source.database.hostname": pg.HOST,
+            "debezium.source.database.port": str(pg.PORT),
+            "debezium.source.database.user": pg.USER,
+            "debezium.source.database.password": pg.PASSWORD,
+            "debezium.source.database.dbname": db,
+            "debezium.source.table.include.list": table,
+            "debezium.source.plugin.name": "pgoutput",
+            "debezium.source.slot.name": slot,
+            "debezium.source.publication.name": publication,
+            "debezium.source.publication.autocreate.mode": "filtered",
+        }
+
+    def common(self, prefix: str, snapshot_mode: str, offsets: Path) -> dict[str, str]:
+        """Sink, formats and tuning shared by every connector."""
+        return {
             "debezium.sink.type": "kafka",
             "debezium.sink.kafka.producer.bootstrap.servers": KAFKA,
             "debezium.sink.kafka.producer.key.serializer": (
@@ -272,7 +319,6 @@ class Debezium:
             # offset.flush.interval.ms stays at its default (60 s): flushing offsets after every
             # batch (0, as in the distribution's example file) would cost Debezium throughput.
             "debezium.source.topic.prefix": prefix,
-            "debezium.source.table.include.list": table,
             "debezium.source.snapshot.mode": snapshot_mode,
             # Same representations as Tideflow's envelope: decimals as exact strings, no
             # Kafka Connect schema in every message.
@@ -286,23 +332,6 @@ class Debezium:
             "quarkus.log.level": "INFO",
             **DEBEZIUM_TUNING,
         }
-        props.update(
-            {
-                "debezium.source.connector.class": (
-                    "io.debezium.connector.postgresql.PostgresConnector"
-                ),
-                "debezium.source.database.hostname": pg.HOST,
-                "debezium.source.database.port": str(pg.PORT),
-                "debezium.source.database.user": pg.USER,
-                "debezium.source.database.password": pg.PASSWORD,
-                "debezium.source.database.dbname": db,
-                "debezium.source.plugin.name": "pgoutput",
-                "debezium.source.slot.name": slot,
-                "debezium.source.publication.name": publication,
-                "debezium.source.publication.autocreate.mode": "filtered",
-            }
-        )
-        return props
 
     def start(self, props: dict[str, str]) -> None:
         run_dir = self.work / f"debezium-{time.time_ns()}"

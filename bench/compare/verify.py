@@ -20,11 +20,13 @@ from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from bench.run import KAFKA
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+NAIVE_EPOCH = dt.datetime(1970, 1, 1)
 
 
 def normalise(value: Any, kind: str) -> Any:
@@ -40,6 +42,13 @@ def normalise(value: Any, kind: str) -> Any:
         if isinstance(value, int):  # epoch microseconds (adaptive time precision)
             return EPOCH + dt.timedelta(microseconds=value)
         return dt.datetime.fromisoformat(str(value))
+    if kind == "dt":  # a wall-clock time without zone (MySQL DATETIME)
+        if isinstance(value, int):  # epoch microseconds of the wall clock read as UTC
+            return NAIVE_EPOCH + dt.timedelta(microseconds=value)
+        naive = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if naive.tzinfo is not None:
+            naive = naive.astimezone(dt.UTC).replace(tzinfo=None)
+        return naive
     return str(value)
 
 
@@ -132,7 +141,7 @@ def consume(
             for msg in consumer.consume(10_000, timeout=1.0):
                 if msg.error():
                     raise RuntimeError(f"{topic}: {msg.error()}")
-                position = msg.offset() + 1
+                position = (msg.offset() or 0) + 1
                 out.messages += 1
                 ts = msg.timestamp()[1]
                 if out.first_ts_ms == 0:
