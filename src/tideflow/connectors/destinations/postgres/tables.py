@@ -3,19 +3,26 @@
 DDL runs in its own short transaction before a batch's data transaction: ``CREATE ... IF NOT
 EXISTS`` and ``ADD COLUMN IF NOT EXISTS`` are idempotent, so a data transaction that later
 fails leaves nothing wrong behind, and data transactions hold no DDL locks.
+
+With ``schema.evolution=basic`` a column the source widened (see :func:`.types.widened`) is
+changed to the wider type before the rows that need it are written; a replayed batch finds it
+wide already. Columns are never narrowed nor changed to another family.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
-from tideflow.connectors.destinations.postgres.types import column_type
+from tideflow.connectors.destinations.postgres.types import column_type, widened
 from tideflow.errors import TerminalError
 from tideflow.events import TableSchema
+
+log = logging.getLogger(__name__)
 
 TS_COLUMN = "__source_ts_ms"
 LSN_COLUMN = "__source_lsn"
@@ -119,11 +126,42 @@ class Catalog:
                             dest.qualified, sql.Identifier(column), sql.SQL(type_)
                         )
                     )
-                if not new:
+                wider = cfg.schema_evolution == "basic" and self._widen(dest, wanted)
+                if not new and not wider:
                     return dest
         loaded = self._load(name, key)
         assert loaded is not None
         return loaded
+
+    def _widen(self, dest: DestTable, wanted: dict[str, str]) -> bool:
+        """Change columns narrower than the source's to the wider type; whether any changed."""
+        if not any(widened(dest.columns[c], t) for c, t in wanted.items() if c in dest.columns):
+            return False
+        # Another writer may have widened further since this catalogue was read: decide on the
+        # table as it is now, under the lock ALTER takes anyway, so no column is ever narrowed.
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(dest.qualified))
+        fresh = self._load(dest.name, dest.key) or dest
+        changed = False
+        for column, type_ in wanted.items():
+            current = fresh.columns.get(column)
+            wider = widened(current, type_) if current is not None else None
+            if wider is None:
+                continue
+            self.conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                    dest.qualified, sql.Identifier(column), sql.SQL(wider)
+                )
+            )
+            log.info(
+                "widened %s.%s.%s from %s to %s to follow the source",
+                dest.schema,
+                dest.name,
+                column,
+                current,
+                wider,
+            )
+            changed = True
+        return changed
 
     def _create(self, name: str, columns: dict[str, str], pk: tuple[str, ...]) -> None:
         parts = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns.items()]

@@ -5,6 +5,10 @@ Types keep their meaning and text form where Postgres has them: integer widths,
 types... ``json`` becomes ``jsonb``; text-like, enum and unknown types become ``text`` (the
 source's text form, never dropped). Varchar lengths are not kept: a widened source column must
 not break the destination.
+
+:func:`widened` decides how an existing destination column follows a source column whose type
+was widened (``smallint`` → ``integer`` → ``bigint``, ``numeric(p,s)`` → ``numeric(p2,s2)``,
+``real`` → ``double precision``, ``varchar(n)`` → ``varchar(m)``/``text``, arrays of those).
 """
 
 from __future__ import annotations
@@ -175,3 +179,68 @@ def column_type(column: Column) -> str:
     if found is not None and (column.kind != "other" or found != "text"):
         return found
     return _BY_KIND.get(column.kind, "text")
+
+
+_INT_DIGITS = {"smallint": 5, "integer": 10, "bigint": 19}  # decimal digits each one holds
+_NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
+_VARCHAR = re.compile(r"^character varying\((\d+)\)$")
+_MAX_PRECISION = 1000  # numeric(p,s) allows p up to 1000
+
+
+def _digits(type_: str) -> tuple[int, int] | None:
+    """(integer digits, scale) of an integer or bounded numeric type, else None."""
+    if type_ in _INT_DIGITS:
+        return _INT_DIGITS[type_], 0
+    m = _NUMERIC.match(type_)
+    if m:
+        precision, scale = int(m.group(1)), int(m.group(2))
+        return precision - scale, scale
+    return None
+
+
+def _numeric_family(type_: str) -> bool:
+    return type_ == "numeric" or _digits(type_) is not None
+
+
+def widened(current: str, wanted: str) -> str | None:
+    """The type to change a destination column of type ``current`` (as ``format_type`` prints
+    it) to so that every value of ``wanted`` (a :func:`column_type`) fits; None when it holds
+    them already or when ``wanted`` is not a widening of the same family.
+
+    Never narrows: older rows still hold values of the old shape, and a replayed older schema
+    must not undo a widening. Another family (``text`` → ``integer``) is left alone: values
+    that do not fit are refused row by row (dead letters or a halt, by the pipeline's policy).
+    """
+    if current == wanted:
+        return None
+    if current.endswith("[]") and wanted.endswith("[]"):
+        element = widened(current[:-2], wanted[:-2])
+        return f"{element}[]" if element is not None else None
+    if current in _INT_DIGITS and wanted in _INT_DIGITS:
+        return wanted if _INT_DIGITS[wanted] > _INT_DIGITS[current] else None
+    if _numeric_family(current) and _numeric_family(wanted):
+        have, need = _digits(current), _digits(wanted)
+        if have is None:  # unbounded numeric holds every number
+            return None
+        if need is None:
+            return "numeric"
+        whole, scale = max(have[0], need[0]), max(have[1], need[1])
+        if (whole, scale) == have:
+            return None
+        if whole + scale > _MAX_PRECISION:
+            return "numeric"
+        if scale == 0 and current in _INT_DIGITS:
+            # An integer column stays an integer type while one holds the digits.
+            fits = [t for t, digits in _INT_DIGITS.items() if digits >= whole]
+            if fits:
+                return fits[0]
+        return f"numeric({whole + scale},{scale})"
+    if current == "real" and wanted == "double precision":
+        return wanted
+    m = _VARCHAR.match(current)
+    if m and wanted == "text":
+        return "text"
+    w = _VARCHAR.match(wanted)
+    if m and w and int(w.group(1)) > int(m.group(1)):
+        return wanted
+    return None
