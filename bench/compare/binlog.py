@@ -263,6 +263,7 @@ def _tideflow(ctx: Context, b: Binlog, run: dict[str, Any], prefix: str) -> dict
         # A source that kept its binlog connection while paused shows no new dump thread:
         # then the clock runs from the resume request.
         "read_from": read_from or started,
+        "clock_from": "binlog dump thread" if read_from else "resume request",
     }
 
 
@@ -272,7 +273,13 @@ def _debezium(
     dbz = ctx.debezium
     started = time.time()
     if primed:
-        return {"problem": primed, "started": started, "cpu_s": 0.0, "rss_mb": 0.0}
+        return {
+            "problem": primed,
+            "started": started,
+            "cpu_s": 0.0,
+            "rss_mb": 0.0,
+            "clock_from": None,
+        }
     watch = BinlogWatch()
     dbz.start(debezium_props(dbz.common(prefix, "no_data", offsets), b.db, history))
     sampler = Sampler(dbz.pid)
@@ -290,6 +297,7 @@ def _debezium(
         "cpu_s": sampler.steady_cpu(),
         "rss_mb": rss,
         "read_from": read_from,
+        "clock_from": "binlog dump thread",
     }
 
 
@@ -334,7 +342,9 @@ def streaming(
                         rss_mb=m["rss_mb"],
                         read_from=m.get("read_from"),
                     )
-                    runs.append({"contender": name, "rep": rep, **result})
+                    runs.append(
+                        {"contender": name, "rep": rep, "clock_from": m.get("clock_from"), **result}
+                    )
                     log(
                         f"    {name:<12} {result['events_per_s'] or 0:>9,} events/s  "
                         f"wall {result.get('wall_s')} s  cpu {result['cpu_us_per_event']} "
