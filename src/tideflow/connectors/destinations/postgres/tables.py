@@ -137,8 +137,9 @@ class Catalog:
         """Change columns narrower than the source's to the wider type; whether any changed."""
         if not any(widened(dest.columns[c], t) for c, t in wanted.items() if c in dest.columns):
             return False
-        # Another writer may have widened further since this catalogue was read: decide on the
-        # table as it is now, under the lock ALTER takes anyway, so no column is ever narrowed.
+        # invariant 8: widen, never narrow. Another writer may have widened further since this
+        # catalogue was read: decide on the table as it is now, under the lock ALTER takes
+        # anyway.
         self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(dest.qualified))
         fresh = self._load(dest.name, dest.key) or dest
         changed = False
