@@ -57,6 +57,13 @@ class GuardedStatusBoard(status.StatusBoard):
     def forget(self, units: set[str]) -> None:
         super().forget({u for u in units if not logmode.hidden(u)})
 
+    def reassert(self, units: list[str]) -> None:
+        """Write the current statuses of ``units`` again on the next flush (another worker
+        may have overwritten their rows, see :meth:`Keeper._round`)."""
+        with self._lock:
+            for u in units:
+                self._written.pop(u, None)
+
     def drop(self, units: list[str]) -> None:
         """Forget what was reported or written for ``units`` (their rows changed elsewhere)."""
         with self._lock:
@@ -213,6 +220,13 @@ class Keeper:
         for key in self.leases.renew({key_of(r): g for r, g in held.items()}):
             lost = runner_of(*key)
             self._lose(lost, held[lost], "lease taken over")
+        if started - self._last_renewed > self.config.lease_ttl:
+            # Our leases outlived their TTL (process frozen, store slow): another worker may
+            # have shown their units as moving (mark_orphaned) without taking them, and the
+            # renewal just kept them. Write their statuses again, or they stay Starting.
+            with self._lock:
+                kept = [u for rid in self._held for u in self._units.get(rid, [])]
+            self.board.reassert(kept)
         self._last_renewed = started
         with self._lock:
             notes, self._notes = self._notes, []
