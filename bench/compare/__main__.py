@@ -149,7 +149,17 @@ def main() -> None:
             {k: earlier.get(k) for k in ("date", "load_average", "args")},
         ]
 
+    began = mark = time.monotonic()
+
+    def done(workload: str) -> None:
+        """Record how long ``workload`` took (the full run's time budget) and save."""
+        nonlocal mark
+        results.setdefault("duration_s", {})[workload] = round(time.monotonic() - mark)
+        mark = time.monotonic()
+        save()
+
     def save() -> None:
+        results.setdefault("duration_s", {})["total"] = round(time.monotonic() - began)
         results["load_average"]["end"] = os.getloadavg()
         results["summary"] = report.summarize(results["runs"])
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -162,7 +172,7 @@ def main() -> None:
             results["runs"]["large_tx"] = measure.streaming(
                 ctx, workloads.bulk(args.rows), args.reps, contenders, log
             )
-            save()
+            done("large_tx")
         if "latency" in only:
             log(f"latency: {args.rate:,} rows/s for {args.seconds:.0f} s, {args.reps} reps")
             results["runs"]["latency"] = []
@@ -171,12 +181,13 @@ def main() -> None:
                     run = measure.latency(ctx, name, args.rate, args.seconds, log, args.warm_rows)
                     results["runs"]["latency"].append({**run, "rep": rep})
                 save()
+            done("latency")
         if "single_row_tx" in only:
             log(f"streaming: {args.single_tx:,} single-row transactions (6:3:1 I/U/D)")
             results["runs"]["single_row_tx"] = measure.streaming(
                 ctx, workloads.mix(args.single_tx), args.reps, contenders, log
             )
-            save()
+            done("single_row_tx")
         if "mariadb" in only:
             log(
                 f"MariaDB binlog: {args.mariadb_rows:,} rows in {args.mariadb_tx:,}-row "
@@ -185,7 +196,7 @@ def main() -> None:
             results["runs"]["mariadb"] = binlog.streaming(
                 ctx, args.mariadb_rows, args.mariadb_tx, args.reps, log
             )
-            save()
+            done("mariadb")
         if "snapshot" in only:
             log(
                 f"snapshot: {args.snapshot_rows:,} rows (Debezium: "
@@ -195,13 +206,13 @@ def main() -> None:
             results["runs"]["snapshot"] = measure.snapshot(
                 ctx, args.snapshot_rows, args.snapshot_debezium_rows, args.snapshot_reps, log
             )
-            save()
+            done("snapshot")
         if "peak_rss" in only:
             log(f"peak RSS: one {args.big_tx:,}-row transaction")
             results["runs"]["peak_rss"] = measure.peak_rss(
                 ctx, args.big_tx, workloads.bulk(args.big_tx, per_tx=args.big_tx), log
             )
-            save()
+            done("peak_rss")
         if "profile" in only:
             log("profile: py-spy on an extra Tideflow large-transaction run (not counted)")
             results["profile"] = measure.profile(
@@ -209,13 +220,13 @@ def main() -> None:
                 workloads.bulk(min(args.rows, 300_000)),
                 RESULTS / f"{stem}-tideflow.speedscope.json",
             )
-            save()
+            done("profile")
     finally:
         ctx.tideflow.close()
         ctx.debezium.stop()
         save()
     print(report.markdown(results))
-    log(f"wrote {out}")
+    log(f"wrote {out} after {results['duration_s']['total']} s")
 
 
 if __name__ == "__main__":

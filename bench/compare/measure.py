@@ -260,7 +260,7 @@ def streaming(
                 result = {"contender": name, "rep": rep, **STREAMERS[name](ctx, s, source)}
                 runs.append(result)
                 log(
-                    f"    {name:<12} {result['events_per_s']:>9,} events/s  "
+                    f"    {name:<12} {result['events_per_s'] or 0:>9,} events/s  "
                     f"wall {result.get('wall_s')} s  cpu {result.get('cpu_us_per_event', '-')} "
                     f"µs/event  ok={result['ok']} ({result['detail'][:120]})"
                 )
