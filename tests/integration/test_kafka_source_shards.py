@@ -108,3 +108,40 @@ def test_shards_split_the_partitions_and_keep_each_keys_order() -> None:
     ends = [probe.get_watermark_offsets(tp, timeout=10)[1] for tp in committed]
     probe.close()
     assert [tp.offset for tp in committed] == ends
+
+
+def test_a_shard_starts_at_the_newer_of_its_checkpoint_and_the_group_offsets() -> None:
+    prefix = kafka.unique(PREFIX) + "."
+    topic, group = prefix + "t", kafka.unique("tfk-shards-group")
+    admin = kafka.admin()
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka.BOOTSTRAP})
+    for v in range(4):
+        for p in (0, 1):
+            producer.produce(topic, orjson.dumps({"k": p, "v": v}), partition=p)
+    assert producer.flush(30) == 0
+    # Another layout read and committed partition 0 up to offset 3 after this shard's
+    # checkpoint said 1 (stale): the shard resumes at 3, the newer durable point.
+    committer = Consumer({"bootstrap.servers": kafka.BOOTSTRAP, "group.id": group})
+    committer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    committer.close()
+    src = shard(prefix, group, 0)
+    # Partition 1 is not this shard's; its offset in the position is dropped.
+    src.open({"offsets": {f"{topic}:0": 1, f"{topic}:1": 0}})
+    try:
+        got, commit = drain(src)
+    finally:
+        src.close()
+    assert got == [(0, 0, 3)], got
+    assert commit.position["offsets"] == {f"{topic}:0": 4}
+    # A checkpoint newer than the group's offset (a crash between the checkpoint and the
+    # commit) wins: nothing is read twice beyond it.
+    again = shard(prefix, group, 0)
+    again.open({"offsets": {f"{topic}:0": 4}})
+    producer.produce(topic, orjson.dumps({"k": 0, "v": 4}), partition=0)
+    assert producer.flush(30) == 0
+    try:
+        got, _ = drain(again)
+    finally:
+        again.close()
+    assert got == [(0, 0, 4)], got

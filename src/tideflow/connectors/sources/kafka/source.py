@@ -149,9 +149,34 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 # Unknown to the checkpoint: the group's offset, else auto.offset.reset.
                 offset = self._offsets.get(positions.partition_key(name, partition), OFFSET_STORED)
                 new.append(TopicPartition(name, partition, offset))
-                self._assigned.add((name, partition))
+        if new and self.config.shard_count > 1:
+            new = self._newer_of_group(consumer, new)
         if new:
             consumer.incremental_assign(new)
+            self._assigned |= {(tp.topic, tp.partition) for tp in new}
+
+    def _newer_of_group(
+        self, consumer: Consumer, wanted: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """A shard starts each partition at the newer of its checkpoint and the group's
+        committed offset: after a change of the shard count another shard may have read the
+        partition since this shard's checkpoint was written. Both are durable points (offsets
+        are committed only after the checkpoint, invariant 1), so the newer skips nothing."""
+        try:
+            committed = consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in wanted], timeout=10
+            )
+        except KafkaException as exc:
+            raise TransientError(f"cannot read the group's committed offsets: {exc}") from None
+        out = []
+        for tp, group in zip(wanted, committed, strict=True):
+            offset = max(tp.offset, group.offset)
+            if offset < 0:
+                offset = OFFSET_STORED  # neither: auto.offset.reset
+            else:  # the gap check (invariant 5) expects the offset really started from
+                self._offsets[positions.partition_key(tp.topic, tp.partition)] = offset
+            out.append(TopicPartition(tp.topic, tp.partition, offset))
+        return out
 
     def _warn_unsharded(self, topic: str, partitions: int) -> None:
         count = self.config.shard_count
