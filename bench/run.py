@@ -18,15 +18,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import psycopg
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 from tests.support import api, pg
 from tests.support.server import Server, wait_until
 
 ROOT = Path(__file__).resolve().parent
+ALL = ("pg", "parquet", "kafka", "latency", "kafka-latency", "rss")
 TABLE = """
 CREATE TABLE public.bench (
     id bigint PRIMARY KEY,
@@ -49,6 +58,76 @@ def insert_rows(dbname: str, total: int, per_tx: int = 100_000, start: int = 1) 
         for lo in range(start, start + total, per_tx):
             conn.execute(INSERT, (lo, min(lo + per_tx, start + total) - 1))
             conn.commit()
+
+
+def insert_at_rate(dbname: str, rate: int, seconds: int) -> int:
+    """Insert ids 2, 3, ... at ``rate`` rows/s for ``seconds`` (one transaction every 10 ms);
+    return the last id."""
+    per_tick, tick = max(1, rate // 100), 0.01
+    next_id, deadline = 2, time.perf_counter() + seconds
+    with psycopg.connect(pg.dsn(dbname), autocommit=True) as conn:
+        t0 = time.perf_counter()
+        while time.perf_counter() < deadline:
+            conn.execute(INSERT, (next_id, next_id + per_tick - 1))
+            next_id += per_tick
+            t0 += tick
+            time.sleep(max(0.0, t0 - time.perf_counter()))
+    return next_id - 1
+
+
+def percentiles(lat: list[float], seconds: int) -> dict[str, float]:
+    lat = sorted(lat)
+    return {
+        "rows": float(len(lat)),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
+        "achieved_rows_per_s": round(len(lat) / seconds),
+    }
+
+
+class TopicWatch:
+    """Reads a one-partition topic from its start on a thread and keeps, per message past
+    id 1, commit → broker append (the topic's LogAppendTime) and commit → consumer receipt,
+    in ms, against the row's ``created`` (its insert time, at or before the commit)."""
+
+    def __init__(self, topic: str) -> None:
+        self.append_ms: list[float] = []
+        self.receive_ms: list[float] = []
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": f"tideflow-bench-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+                "fetch.min.bytes": 1,
+            }
+        )
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(1000, 0.05)
+            received = time.time() * 1000
+            for msg in messages:
+                if msg.error() is not None or msg.value() is None:
+                    continue
+                after = orjson.loads(msg.value() or b"null")["after"]
+                if after["id"] <= 1:
+                    continue
+                created = datetime.fromisoformat(after["created"]).timestamp() * 1000
+                kind, appended = msg.timestamp()
+                if kind != TIMESTAMP_LOG_APPEND_TIME:
+                    raise AssertionError("the topic does not use LogAppendTime")
+                self.append_ms.append(appended - created)
+                self.receive_ms.append(received - created)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
 
 
 def count(dbname: str, table: str = "public.bench") -> int:
@@ -196,16 +275,7 @@ class Bench:
                     "ALTER TABLE public.bench ADD COLUMN arrived timestamptz "
                     "DEFAULT clock_timestamp()"
                 )
-            per_tick, tick = max(1, rate // 100), 0.01
-            next_id, deadline = 2, time.perf_counter() + seconds
-            with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
-                t0 = time.perf_counter()
-                while time.perf_counter() < deadline:
-                    conn.execute(INSERT, (next_id, next_id + per_tick - 1))
-                    next_id += per_tick
-                    t0 += tick
-                    time.sleep(max(0.0, t0 - time.perf_counter()))
-            total = next_id - 1
+            total = insert_at_rate(src, rate, seconds)
             wait_until(lambda: count(dst) >= total, 120, what="latency rows")
             with psycopg.connect(pg.dsn(dst)) as conn:
                 lat = [
@@ -215,13 +285,49 @@ class Bench:
                         "WHERE id > 1"
                     )
                 ]
-            lat.sort()
-            return {
-                "rows": float(len(lat)),
-                "p50_ms": round(statistics.median(lat), 1),
-                "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
-                "achieved_rows_per_s": round(len(lat) / seconds),
-            }
+            return percentiles(lat, seconds)
+
+    def kafka_latency(self, rate: int, seconds: int) -> dict[str, Any]:
+        """Commit → message in Kafka at a fixed rate: the broker's LogAppendTime (durable at
+        the destination, acks=all) and the time a consumer reading the topic received it."""
+        prefix = f"benchlat{time.time_ns()}."
+        topic = f"{prefix}public.bench"
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        # Created here, before the destination would, to stamp messages with the append time.
+        config = {"message.timestamp.type": "LogAppendTime"}
+        admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result()
+        try:
+            with pg.temp_database("bsrc") as src:
+                with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
+                    conn.execute(TABLE)
+                self.pipeline(
+                    src,
+                    {
+                        "connector": "kafka",
+                        "config": {"kafka.sink.bootstrap": KAFKA, "topic.prefix": prefix},
+                    },
+                )
+                insert_rows(src, 1)
+                wait_until(lambda: kafka_messages(topic) >= 1, 60, what="first message")
+                watch = TopicWatch(topic)
+                try:
+                    total = insert_at_rate(src, rate, seconds)
+                    wait_until(
+                        lambda: len(watch.append_ms) >= total - 1, 120, what="latency messages"
+                    )
+                finally:
+                    watch.close()
+                if len(watch.append_ms) != total - 1:
+                    raise AssertionError(
+                        f"topic {topic} holds {len(watch.append_ms)} rows, expected {total - 1}"
+                    )
+        finally:
+            admin.delete_topics([topic])
+        return {
+            **percentiles(watch.append_ms, seconds),
+            "consumer_p50_ms": percentiles(watch.receive_ms, seconds)["p50_ms"],
+            "consumer_p99_ms": percentiles(watch.receive_ms, seconds)["p99_ms"],
+        }
 
     def peak_rss(self, rows: int) -> float:
         """Peak RSS (MB) of the server while streaming one `rows`-row transaction."""
@@ -275,8 +381,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default="pg,parquet,kafka,latency,rss",
-        help="comma-separated subset of pg,parquet,kafka,latency,rss",
+        default=",".join(ALL),
+        help=f"comma-separated subset of {','.join(ALL)}",
     )
     args = parser.parse_args()
     if args.quick:
@@ -320,6 +426,9 @@ def main() -> None:
         if "latency" in only:
             results["latency"] = bench.latency(args.rate, args.seconds)
             print(f"Latency at {args.rate} rows/s: {results['latency']}", flush=True)
+        if "kafka-latency" in only:
+            results["kafka_latency"] = bench.kafka_latency(args.rate, args.seconds)
+            print(f"Kafka latency at {args.rate} rows/s: {results['kafka_latency']}", flush=True)
         if "rss" in only:
             results["peak_rss_mb_big_tx"] = bench.peak_rss(args.big_tx)
             print(
@@ -330,6 +439,9 @@ def main() -> None:
     finally:
         bench.close()
     suffix = "-quick" if args.quick else ""
+    if only != set(ALL):
+        # A subset run must not overwrite the full run's results file.
+        suffix += "-" + "-".join(sorted(only))
     out = ROOT / "results" / f"{datetime.now(UTC):%Y-%m-%d}{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

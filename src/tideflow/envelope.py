@@ -22,7 +22,7 @@ import base64
 import datetime as dt
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -75,6 +75,20 @@ def _orjson_default(value: Any) -> Any:
     return json_value(value)
 
 
+class _HasUnchanged(Exception):
+    """An image holds UNCHANGED: :meth:`Renderer.dumps` must leave that column out."""
+
+
+def _strict_default(value: Any) -> Any:
+    # _orjson_default, but an UNCHANGED value aborts the dump (orjson raises JSONEncodeError)
+    # so that dumps_many can render images as they are and fall back only when needed.
+    if type(value) is Decimal:
+        return str(value)
+    if value is UNCHANGED:
+        raise _HasUnchanged
+    return json_value(value)
+
+
 def _float_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return json_value(value)
@@ -124,6 +138,8 @@ _SOURCE_FIXED = frozenset(
 )
 _UNCHANGED_PART = b',"' + UNCHANGED_KEY.encode() + b'":'
 _OPS = {op: b',"op":' + orjson.dumps(op.value) + b',"ts_ms":' for op in Op}
+# before, after, source head, lsn, op part, ts_ms: the envelope of a Postgres event.
+_LSN_ENVELOPE = b'{"before":%b,"after":%b,"source":%b,"lsn":%d}%b%b}'
 
 
 class Renderer:
@@ -274,6 +290,57 @@ class Renderer:
             parts += (_UNCHANGED_PART, orjson.dumps(unchanged))
         parts.append(b"}")
         return b"".join(parts)
+
+    def dumps_many(self, events: Sequence[ChangeEvent], ts_ms: int) -> list[bytes]:
+        """``[self.dumps(e, ts_ms) for e in events]``, for less CPU per event.
+
+        Events of the table and transaction whose source block :meth:`dumps` cached last, with
+        a Postgres position and no value needing a conversion (the bulk of a streaming batch),
+        are formatted here in one step; any other event, and any image holding UNCHANGED,
+        goes through :meth:`dumps`, which also refreshes that cache.
+        """
+        out: list[bytes] = []
+        append = out.append
+        dumps, slow, ops = orjson.dumps, self.dumps, _OPS
+        ts_part = b"%d" % ts_ms
+        table: TableSchema | None = None
+        txid: int | None = None
+        commit_ts = 0
+        snapshot = False
+        head = b""
+        for event in events:
+            position = event.position
+            lsn = position.get("lsn")
+            if (
+                event.table is table
+                and event.txid == txid
+                and event.commit_ts_ms == commit_ts
+                and event.snapshot == snapshot
+                and type(lsn) is int
+                and len(position) == 1
+            ):
+                before, after = event.before, event.after
+                try:
+                    append(
+                        _LSN_ENVELOPE
+                        % (
+                            b"null" if before is None else dumps(before, default=_strict_default),
+                            b"null" if after is None else dumps(after, default=_strict_default),
+                            head,
+                            lsn,
+                            ops[event.op],
+                            ts_part,
+                        )
+                    )
+                    continue
+                except orjson.JSONEncodeError:
+                    pass  # an UNCHANGED value: dumps() leaves it out and lists it
+            append(slow(event, ts_ms))
+            # The cached head, plan and their table/transaction always belong together.
+            table = self._last_table if not self._last_plan.converters else None
+            txid, commit_ts = self._last_txid, self._last_commit_ts
+            snapshot, head = self._last_snapshot, self._source_head
+        return out
 
 
 def render(event: ChangeEvent, info: SourceInfo, *, ts_ms: int | None = None) -> dict[str, Any]:

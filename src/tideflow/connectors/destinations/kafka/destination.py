@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -53,6 +55,11 @@ _FENCED = frozenset(
 )
 # Serve delivery reports every this many messages so the local queue drains while producing.
 _POLL_EVERY = 10_000
+_DELETE = Op.DELETE
+_TABLE = attrgetter("table")
+_TOPIC = itemgetter(1)
+#: a topic and the events of one table bound for it, in batch order
+Run = tuple[str, list[ChangeEvent]]
 
 
 def transactional_id(name: str) -> str:
@@ -172,20 +179,9 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         self._topic_cache[id(table)] = (table, name)
         return name
 
-    def _plan(self, events: list[ChangeEvent]) -> tuple[list[tuple[ChangeEvent, str]], set[str]]:
-        """(event, topic) pairs and the topics; batches come in runs of one table."""
-        plan: list[tuple[ChangeEvent, str]] = []
-        append = plan.append
-        topics: set[str] = set()
-        table: TableSchema | None = None
-        topic = ""
-        for event in events:
-            if event.table is not table:
-                table = event.table
-                topic = self._topic(table)
-                topics.add(topic)
-            append((event, topic))
-        return plan, topics
+    def _runs(self, events: list[ChangeEvent]) -> list[Run]:
+        """``events`` cut into runs of one table, each with its topic (batches come in runs)."""
+        return [(self._topic(table), list(group)) for table, group in groupby(events, _TABLE)]
 
     def write(self, batch: Batch) -> None:
         """Produce every event (and tombstones), then wait for every acknowledgement.
@@ -199,24 +195,25 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if self._topics is None:
             self.open()
         assert self._topics is not None
-        plan, topics = self._plan(batch.events)
-        self._topics.ensure(topics)
+        runs = self._runs(batch.events)
+        self._topics.ensure({topic for topic, _ in runs})
         caught_up: set[str] = set()
         if self._resume is not None:
-            plan, caught_up = self._unwritten(self._resume, plan)
+            plan, caught_up = self._unwritten(self._resume, _pairs(runs))
             if not plan:
                 return
+            runs = [(t, [e for e, _ in group]) for t, group in groupby(plan, _TOPIC)]
         producer = self._producer or self._new_producer()
         self._producer = producer
         self._failures.clear()
         try:
-            self._produce_all(producer, plan, batch.position)
+            self._produce_all(producer, runs, batch.position)
         except (KafkaException, TideflowError, _Oversize) as exc:
             self._discard(producer)
-            raise self._classify(exc, plan) from None
+            raise self._classify(exc, _pairs(runs)) from None
         if self._failures:
             self._discard(producer)
-            raise self._classify(None, plan)
+            raise self._classify(None, _pairs(runs))
         if self._resume is not None:
             for topic in caught_up:
                 self._resume.caught_up(topic)
@@ -250,10 +247,10 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
     def _produce_all(
         self,
         producer: Producer,
-        plan: list[tuple[ChangeEvent, str]],
+        runs: list[Run],
         position: dict[str, Any] | None,
     ) -> None:
-        key_of, value_of = self._serializer.key, self._serializer.value
+        ser = self._serializer
         produce = producer.produce
         tombstones = self.config.tombstones_on_delete
         ts_ms = int(time.time() * 1000)  # the envelopes' processing time, once per batch
@@ -261,21 +258,29 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if self.config.transactional:
             headers = [(HEADER, position_header(position))]
             producer.begin_transaction()
-        plain = self._serializer.plain()
-        dumps = plain.dumps if plain is not None else None
-        for i, (event, topic) in enumerate(plan):
-            key = key_of(event, topic)
-            value = dumps(event, ts_ms) if dumps is not None else value_of(event, topic, ts_ms)
-            try:
-                if headers is None:
-                    produce(topic, value, key)
-                else:
-                    produce(topic, value, key, headers=headers)
-            except (BufferError, KafkaException):
-                self._send(producer, event, topic, key, value, headers)
-            if tombstones and event.op is Op.DELETE and key is not None:
-                self._send(producer, event, topic, key, None, headers)
-            if i % _POLL_EVERY == _POLL_EVERY - 1:
+        plain = ser.plain()
+        for topic, events in runs:
+            # Keys and values of a whole run first: a loop each, without a call per message.
+            keys = ser.keys(events, topic)
+            if plain is not None:
+                values = plain.dumps_many(events, ts_ms)
+            else:
+                values = [ser.value(e, topic, ts_ms) for e in events]
+            deletes = tombstones and any(e.op is _DELETE for e in events)
+            for start in range(0, len(events), _POLL_EVERY):
+                end = start + _POLL_EVERY
+                chunk = zip(events[start:end], keys[start:end], values[start:end], strict=True)
+                for event, key, value in chunk:
+                    try:
+                        if headers is None:
+                            produce(topic, value, key)
+                        else:
+                            produce(topic, value, key, headers=headers)
+                    except (BufferError, KafkaException):
+                        self._send(producer, event, topic, key, value, headers)
+                    if deletes and event.op is _DELETE and key is not None:
+                        self._send(producer, event, topic, key, None, headers)
+                # Serve delivery reports so the local queue drains while producing.
                 producer.poll(0)
         if self.config.transactional:
             # Flushes, checks every delivery and commits; raises if any message failed.
@@ -388,6 +393,11 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
             producer.flush(min(self._timeout, 10))
         except Exception:  # close must not raise (contract)
             log.warning("kafka destination %s: flush on close failed", self.name, exc_info=True)
+
+
+def _pairs(runs: list[Run]) -> list[tuple[ChangeEvent, str]]:
+    """(event, topic) for every event, in batch order: what the slow paths look at."""
+    return [(event, topic) for topic, events in runs for event in events]
 
 
 def _letters(
