@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+from tideflow.engine.cluster.cleanup import Sweeper
 from tideflow.engine.cluster.keeper import GuardedStatusBoard, Keeper
 from tideflow.engine.cluster.leases import ClusterConfig, Leases
 from tideflow.engine.config import RuntimeConfig
@@ -51,6 +52,8 @@ class Member:
         )
         if self.worker.sampler is not None:  # one writer of a source's slot metrics
             self.worker.sampler.samples_source = lambda sid: sid in self.keeper.held()
+        # Log mode: removes the consumer groups and topics of deleted pipelines and sources.
+        self.sweeper = Sweeper(store, self.cluster.log_bootstrap) if self.cluster.log_mode else None
 
     def run(self, stop: threading.Event) -> None:
         warned = False
@@ -67,6 +70,8 @@ class Member:
                 return
         self.keeper.start()
         self.worker.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
         log.info("worker %s is running", self.worker_id)
         while not stop.wait(0.5):
             if self.keeper.drained.is_set():
@@ -84,3 +89,5 @@ class Member:
             log.warning("drain did not finish in %.0fs; leases will expire instead", limit)
         self.worker.stop()
         self.keeper.stop()
+        if self.sweeper is not None:
+            self.sweeper.stop()
