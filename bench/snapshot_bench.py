@@ -14,12 +14,23 @@ machine) by:
 Printed for each: wall time, rows/s, CPU seconds of the Postgres backends serving the source
 database (walsender included) and the destination database (sampled from /proc every 0.2 s;
 a backend that exits keeps its last sample), and of the client (pg_dump + psql, or Tideflow's
-process); then the wall-time ratio of each pair. ``--dest-port`` puts both destinations on a
-second Postgres server, as in production: on one server the source's walsender must also
-decode the destination's WAL. ``SNAPSHOT_BENCH_BACKENDS=1`` prints CPU per backend.
-Figures: ``docs/benchmarks.md``, "Snapshots".
+process); then the wall-time ratio of each pair.
 
-    .venv/bin/python -m bench.snapshot_bench --rows 5000000 --chunk 50000 --repeat 2
+Where the destinations live (printed with the results):
+
+- ``--dest private`` (the default): both contenders load into a second Postgres 15 server on
+  this machine, started for the run (:mod:`tests.support.pgcluster`, ``fsync`` and
+  ``synchronous_commit`` on, the shared server's memory settings). This is how production
+  looks, and the only fair comparison: on one server, Tideflow's replication slot would make
+  the source's walsender decode every byte of WAL the destination load writes, a cost
+  ``pg_dump | psql`` (no slot) never pays and no real deployment has.
+- ``--dest shared``: the destinations are databases of the source's server.
+- ``--dest-port P``: an already running server on port P (user/password as the shared one).
+
+``SNAPSHOT_BENCH_BACKENDS=1`` prints CPU per backend. Figures: ``docs/benchmarks.md``,
+"Snapshots".
+
+    .venv/bin/python -m bench.snapshot_bench --rows 5000000 --repeat 2
 """
 
 from __future__ import annotations
@@ -40,8 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from tests.support import api, pg
+from tests.support import api, pg, pgcluster
 from tests.support.server import Server, wait_until
+
+from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 
 TABLE = """
 CREATE TABLE public.snap (
@@ -171,14 +184,16 @@ def count(db: str, port: int = pg.PORT) -> int:
 
 
 def tideflow_run(
-    src: str, rows: int, chunk: int, parallelism: int, log_dir: Path | None, port: int
+    src: str, rows: int, chunk: int | None, parallelism: int, log_dir: Path | None, port: int
 ) -> Run:
     with dest_database("snapdst", port) as dst, tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "srv", worker=True)
         server.start()
         try:
             with server.client() as c:
-                extra = {"snapshot.chunk.size": chunk, "snapshot.parallelism": parallelism}
+                extra = {"snapshot.parallelism": parallelism}
+                if chunk is not None:
+                    extra["snapshot.chunk.size"] = chunk
                 source = api.create(
                     c,
                     "/sources",
@@ -269,34 +284,60 @@ def pg_dump_run(src: str, port: int) -> Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--chunk", type=int, help="snapshot.chunk.size (default: the source's)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument(
         "--repeat", type=int, default=1, help="alternate pg_dump | psql and Tideflow N times"
     )
     parser.add_argument("--log-dir", type=Path, help="keep Tideflow's server logs here")
     parser.add_argument(
-        "--dest-port",
-        type=int,
-        default=pg.PORT,
-        help="Postgres port of the destination server (default: the source's server)",
+        "--dest",
+        choices=("private", "shared"),
+        default="private",
+        help="destinations on a second server started for the run (default) or on the source's",
+    )
+    parser.add_argument(
+        "--dest-port", type=int, help="destinations on this already running Postgres server"
     )
     args = parser.parse_args()
-    tideflow = f"tideflow (chunk {args.chunk}, parallelism {args.parallelism})"
+    with contextlib.ExitStack() as stack:
+        if args.dest_port is not None:
+            port, where = args.dest_port, f"the server on port {args.dest_port}"
+        elif args.dest == "private":
+            port = stack.enter_context(pgcluster.throwaway_cluster(**_DEST_SETTINGS))
+            where = f"a second Postgres server on this machine (port {port}, started for the run)"
+        else:
+            port, where = pg.PORT, "the source's own server"
+        _compare(args, port, where)
+
+
+# The shared server's settings that matter for a bulk load; durability as in production.
+_DEST_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "shared_buffers": "256MB",
+    "max_wal_size": "1GB",
+    "max_connections": "50",
+}
+
+
+def _compare(args: argparse.Namespace, port: int, where: str) -> None:
+    default = PostgresSourceConfig.model_fields["snapshot_chunk_size"].default
+    chunk = f"default {default:,}" if args.chunk is None else f"{args.chunk:,}"
+    tideflow = f"tideflow (chunk {chunk}, parallelism {args.parallelism})"
     runs: list[tuple[str, Run]] = []
     with pg.temp_database("snapsrc") as src:
         print(f"filling {args.rows:,} rows ...", flush=True)
         fill(src, args.rows)
         for i in range(args.repeat):
             # Alternated on a shared machine, so both see the same background load.
-            runs.append(("pg_dump | psql", pg_dump_run(src, args.dest_port)))
-            run = tideflow_run(
-                src, args.rows, args.chunk, args.parallelism, args.log_dir, args.dest_port
-            )
+            runs.append(("pg_dump | psql", pg_dump_run(src, port)))
+            run = tideflow_run(src, args.rows, args.chunk, args.parallelism, args.log_dir, port)
             runs.append((tideflow, run))
             print(f"pair {i + 1}: ratio {runs[-1][1].wall / runs[-2][1].wall:.2f}", flush=True)
+    print(f"\nsource: the shared server (port {pg.PORT}); destinations: {where}")
     print(
-        f"\n{'run':<4} {'method':<42} {'wall s':>7} {'rows/s':>10} "
+        f"{'run':<4} {'method':<42} {'wall s':>7} {'rows/s':>10} "
         f"{'src CPU s':>9} {'dst CPU s':>9} {'client CPU s':>12}"
     )
     for i, (name, run) in enumerate(runs):

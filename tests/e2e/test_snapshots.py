@@ -437,6 +437,91 @@ def test_chunk_loader_copies_then_upserts_keys_already_there(dbs: tuple[str, str
     assert workload.checksum(dst) == workload.checksum(src)
 
 
+def test_chunk_loader_parts_on_parallel_connections(dbs: tuple[str, str]) -> None:
+    """A keyed chunk cut into parts loaded by helper connections at the same time: every row
+    lands once; loaded again over stale and missing rows, each part upserts; a part refused
+    by the destination fails the load, and the chunk written again once the cause is gone
+    leaves the table equal to the source."""
+    src, dst = dbs
+    workload.insert_range(src, 1, 6_000)
+    reader = PostgresChunkReader(
+        PostgresSourceConfig.model_validate(api.pg_source_config(src, "public.items"))
+    )
+    try:
+        plan = reader.plan("public.items", None)
+        chunk = reader.read_chunk(plan, None, None, None).chunk
+    finally:
+        reader.close()
+    assert chunk is not None
+    config = PostgresDestinationConfig.model_validate(api.pg_destination_config(dst))
+    helpers: list[psycopg.Connection[tuple[object, ...]]] = []
+
+    def connect() -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(pg.dsn(dst), autocommit=True)
+        helpers.append(conn)
+        return conn
+
+    with psycopg.connect(pg.dsn(dst), autocommit=True) as conn:
+        dest = Catalog(conn, config).ensure(chunk.table)
+        loader = ChunkLoader(conn, config, connect, writers=3)
+        try:
+            columns = loader.columns(chunk, dest)
+            assert columns is not None
+            with conn.transaction():
+                loader.load(chunk, dest, columns)
+            assert len(helpers) == 2, "two helper connections loaded a part each"
+            assert workload.checksum(dst) == workload.checksum(src)
+
+            conn.execute("UPDATE public.items SET t = 'stale' WHERE id % 3 = 0")
+            conn.execute("DELETE FROM public.items WHERE id < 300 OR id > 5500")  # every part
+            with conn.transaction():
+                loader.load(chunk, dest, columns)
+            assert workload.checksum(dst) == workload.checksum(src)
+
+            # The last part (a helper's) holds id 5990: refused, the load fails.
+            conn.execute("DELETE FROM public.items")
+            conn.execute("ALTER TABLE public.items ADD CONSTRAINT no_5990 CHECK (id <> 5990)")
+            with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
+                loader.load(chunk, dest, columns)
+            with psycopg.connect(pg.dsn(dst)) as other:
+                row = other.execute("SELECT count(*) FROM public.items WHERE id > 5000")
+                assert row.fetchone() == (0,), "the refused part is rolled back"
+            conn.execute("ALTER TABLE public.items DROP CONSTRAINT no_5990")
+            with conn.transaction():
+                loader.load(chunk, dest, columns)
+        finally:
+            loader.close()
+        assert all(h.closed for h in helpers)
+    assert workload.checksum(dst) == workload.checksum(src)
+
+
+def test_parallel_chunk_loads_under_concurrent_writes(
+    dbs: tuple[str, str], engine_server: Server
+) -> None:
+    """Chunks large enough to be split between destination connections, while pgbench
+    updates, upserts and deletes rows inside the chunks' windows: the destination ends equal
+    to the source by checksum."""
+    src, dst = dbs
+    workload.insert_range(src, 1, ROWS)
+    unit = start(engine_server, src, dst, **{"snapshot.chunk.size": 12_000})
+    sid = unit["source"]["id"]
+    failures: list[str] = []
+    load = threading.Thread(target=_pgbench, args=(src, 8, failures))
+    load.start()
+    with engine_server.client() as c:
+        assert snapshot(c, sid).status_code == 202
+        wait_snapshot(c, sid, "completed")
+    load.join()
+    assert not failures, failures
+    converges(src, dst)
+    with psycopg.connect(pg.dsn(dst)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'tideflow:%'"
+        ).fetchone()
+    assert row is not None and row[0] >= 2, "chunks were loaded by more than one connection"
+
+
 def test_snapshot_into_a_destination_without_chunks_gets_events(
     dbs: tuple[str, str], engine_server: Server, tmp_path: Path
 ) -> None:

@@ -10,13 +10,18 @@ savepoint — the common case, an initial snapshot into rows the destination doe
 A key already there (the chunk replayed after a crash, or a row streamed before the chunk's
 low watermark) makes that COPY fail with a unique violation; the savepoint is rolled back and
 the chunk goes through a staging table and ``INSERT ... ON CONFLICT DO UPDATE`` (invariant 2:
-a replay has no visible effect). Keyless tables and insert mode append, as the per-row path
-does. Everything runs in the caller's transaction.
+a replay has no visible effect). A keyed chunk of at least ``_SPLIT_ROWS`` rows is cut by line
+into ``WRITERS`` parts loaded at the same time, one by the caller's connection in its
+transaction and the others by helper connections (see :mod:`.writers`): the destination's
+COPY-in, one core per backend, is the bottleneck of a snapshot. Keyless tables and insert mode
+append on the caller's connection alone, as the per-row path does (a part landing twice would
+be a duplicate row there).
 """
 
 from __future__ import annotations
 
-import psycopg
+from collections.abc import Callable
+
 from psycopg import errors, sql
 
 from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
@@ -27,6 +32,7 @@ from tideflow.connectors.destinations.postgres.tables import (
     DestTable,
 )
 from tideflow.connectors.destinations.postgres.types import column_type
+from tideflow.connectors.destinations.postgres.writers import Conn, Writers, split
 from tideflow.events import SnapshotChunk
 
 # format_type() spellings of the names column_type() uses.
@@ -47,6 +53,10 @@ _ALIASES = {
     "varchar": "character varying",
 }
 _STAGE = sql.Identifier("_tf_snapshot_chunk")
+#: connections loading one chunk at the same time (the caller's included)
+WRITERS = 2
+# Below this, a second transaction and its commit cost more than the parallel load saves.
+_SPLIT_ROWS = 2_000
 
 
 def canonical(type_name: str) -> str:
@@ -61,11 +71,22 @@ class ChunkLoader:
     """Loads chunks for one destination connection; caches which layouts load as text."""
 
     def __init__(
-        self, conn: psycopg.Connection[tuple[object, ...]], config: PostgresDestinationConfig
+        self,
+        conn: Conn,
+        config: PostgresDestinationConfig,
+        connect: Callable[[], Conn] | None = None,
+        writers: int = WRITERS,
     ) -> None:
+        """``connect`` opens a helper connection like ``conn`` (None: ``conn`` loads alone)."""
         self.conn = conn
         self.config = config
         self._columns: dict[tuple[object, ...], list[str] | None] = {}
+        self._writers = Writers(connect, writers - 1) if connect and writers > 1 else None
+
+    def close(self) -> None:
+        """Close the helper connections (the caller owns ``conn``)."""
+        if self._writers is not None:
+            self._writers.close()
 
     def ident(self, name: str) -> str:
         return name if self.config.quote_identifiers else name.lower()
@@ -112,30 +133,36 @@ class ChunkLoader:
         data = chunk.data.replace(b"\n", suffix + b"\n") if suffix else chunk.data
         names = [*columns, *meta]
         if not (cfg.insert_mode == "upsert" and dest.key):
-            self._copy(dest.qualified, names, data)
+            _copy(self.conn, dest.qualified, names, data)
             return
+        writers = self._writers
+        if writers is None or chunk.rows < _SPLIT_ROWS:
+            self._keyed(self.conn, dest, names, data)
+            return
+        own, *others = split(data, writers.size + 1)
+        writers.run(
+            lambda conn, part: self._keyed(conn, dest, names, part),
+            others,
+            lambda: self._keyed(self.conn, dest, names, own),
+        )
+
+    def _keyed(self, conn: Conn, dest: DestTable, names: list[str], data: bytes) -> None:
+        """Insert the lines, or upsert them when some keys are there (inside a transaction)."""
         try:
-            with self.conn.transaction():  # a savepoint
-                self._copy(dest.qualified, names, data)
+            with conn.transaction():  # a savepoint
+                _copy(conn, dest.qualified, names, data)
             return
         except errors.UniqueViolation:
             pass  # some keys are there already: upsert the chunk instead
-        self._upsert(dest, names, data)
+        self._upsert(conn, dest, names, data)
 
-    def _copy(self, table: sql.Composable, names: list[str], data: bytes) -> None:
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            table, sql.SQL(", ").join(map(sql.Identifier, names))
-        )
-        with self.conn.cursor() as cur, cur.copy(statement) as copy:
-            copy.write(data)
-
-    def _upsert(self, dest: DestTable, names: list[str], data: bytes) -> None:
-        self.conn.execute(
+    def _upsert(self, conn: Conn, dest: DestTable, names: list[str], data: bytes) -> None:
+        conn.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
                 _STAGE, dest.qualified
             )
         )
-        self._copy(_STAGE, names, data)
+        _copy(conn, _STAGE, names, data)
         cols = sql.SQL(", ").join(map(sql.Identifier, names))
         updated = [c for c in names if c not in dest.key]
         action: sql.Composable = sql.SQL("DO NOTHING")
@@ -151,7 +178,7 @@ class ChunkLoader:
                 ),
                 guard,
             )
-        self.conn.execute(
+        conn.execute(
             sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 dest.qualified,
                 cols,
@@ -161,4 +188,12 @@ class ChunkLoader:
                 action,
             )
         )
-        self.conn.execute(sql.SQL("DROP TABLE {}").format(_STAGE))
+        conn.execute(sql.SQL("DROP TABLE {}").format(_STAGE))
+
+
+def _copy(conn: Conn, table: sql.Composable, names: list[str], data: bytes) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(data)

@@ -114,9 +114,12 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         self._catalog = Catalog(self._conn, self.config)
         self._stager = Stager(self._conn)
         self._writer = Writer(self._conn, self.config, self._stager)
-        self._loader = ChunkLoader(self._conn, self.config)
+        self._loader = ChunkLoader(self._conn, self.config, self._connect)
 
     def close(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
