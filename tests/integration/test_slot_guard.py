@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -41,6 +42,29 @@ def test_holds_a_slot_past_the_session():
     stream = ReplicationStream(pg.dsn() + " replication=database", lambda m, s: TransientError(m))
     stream.start("{slot}", 0, [("proto_version", "1"), ("publication_names", "x")], confirmed=0)
     HELD.append(stream)  # still streaming when the session ends, like another live process
+"""
+
+IN_DATABASE = """
+import psycopg
+from tests.support import pg
+
+def test_leaves_a_slot_in_a_database():
+    name = {create}
+    with psycopg.connect(pg.dsn(name), autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+    print("DATABASE", name)
+"""
+
+OTHERS = """
+import uuid
+import psycopg
+from tests.support import pg
+
+def create_elsewhere():
+    name = "tfother_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:  # not through pg.create_database
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
 """
 
 
@@ -103,3 +127,28 @@ def test_a_slot_still_active_at_the_end_is_not_counted(tmp_path: Path) -> None:
 def test_an_unreachable_server_is_not_an_error(tmp_path: Path) -> None:
     done = run_session(tmp_path, "def test_nothing():\n    pass\n", TIDEFLOW_TEST_PG_PORT="1")
     assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
+
+
+def database_of(output: str) -> str:
+    found = re.search(r"DATABASE (\S+)", output)
+    assert found is not None, output
+    return found.group(1)
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["this session's database", "another's"])
+def test_only_slots_in_this_sessions_databases_count(tmp_path: Path, ours: bool) -> None:
+    slot = f"tf_guard_{uuid.uuid4().hex[:8]}"
+    create = "pg.create_database('tfguard')" if ours else "create_elsewhere()"
+    body = (OTHERS if not ours else "") + IN_DATABASE.format(create=create, slot=slot)
+    done = run_session(tmp_path, body + "\n", PYTEST_ADDOPTS="-s")
+    try:
+        database = database_of(done.stdout)
+        if ours:
+            assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+            assert slot in done.stdout and not slot_exists(slot)
+        else:
+            assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
+            assert slot_exists(slot)  # someone else's: left alone
+    finally:
+        drop_slot(slot)
+        pg.drop_database(database)

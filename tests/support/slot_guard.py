@@ -7,9 +7,12 @@ the plugin records the slots and the Tideflow-like publications (``tf_pub_*``,
 dropped, and so are new Tideflow-like publications in databases that existed at the start.
 
 Other people run suites against the same server at the same time: a new slot that is active,
-or becomes active during the grace period, belongs to a live process and is left alone. The
-guard is silent when Postgres is not reachable (``make unit`` runs without services) and off
-with ``TIDEFLOW_SLOT_GUARD=0``.
+or becomes active during the grace period, belongs to a live process and is left alone, and
+only slots in databases that existed at the start or that this session created (through
+``tests.support.pg.create_database``, which every suite uses) are considered, so a concurrent
+session's paused slot in its own database is not taken for ours. The guard is silent when
+Postgres is not reachable (``make unit`` runs without services) and off with
+``TIDEFLOW_SLOT_GUARD=0``.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class SlotGuard:
     slots: set[str] = field(default_factory=set)
     databases: set[str] = field(default_factory=set)
     publications: set[tuple[str, str]] = field(default_factory=set)
+    created: set[str] = field(default_factory=set)  # databases this session created
 
     @classmethod
     def start(cls, grace: float) -> SlotGuard | None:
@@ -98,7 +102,9 @@ class SlotGuard:
         where no slot is active (a live reader may be about to use one)."""
         with _connect() as conn:
             now = _slots(conn)
-            suspects = {s for s, (_, active) in now.items() if s not in self.slots and not active}
+            ours = self.databases | self.created
+            suspects = {s for s, (db, active) in now.items() if s not in self.slots and db in ours}
+            suspects = {s for s in suspects if not now[s][1]}
             publications = _publications(self.databases) - self.publications
             deadline = time.monotonic() + self.grace
             while (suspects or publications) and time.monotonic() < deadline:
@@ -125,10 +131,25 @@ class SlotGuard:
 _KEY = pytest.StashKey[SlotGuard | None]()
 
 
+def _record_created(guard: SlotGuard) -> None:
+    """Make ``pg.create_database`` tell the guard which databases are this session's."""
+    create = pg.create_database
+
+    def recording(prefix: str = "tf") -> str:
+        name = create(prefix)
+        guard.created.add(name)
+        return name
+
+    pg.create_database = recording
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     enabled = os.environ.get("TIDEFLOW_SLOT_GUARD", "1") != "0"
     grace = float(os.environ.get("TIDEFLOW_SLOT_GUARD_GRACE", "10"))
-    session.stash[_KEY] = SlotGuard.start(grace) if enabled else None
+    guard = SlotGuard.start(grace) if enabled else None
+    if guard is not None:
+        _record_created(guard)
+    session.stash[_KEY] = guard
 
 
 @pytest.hookimpl(tryfirst=True)
