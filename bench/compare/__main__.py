@@ -8,6 +8,7 @@ Markdown table next to it (``.md``) and a py-spy profile of Tideflow's streaming
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -15,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from tests.support import pg
+from tests.support import pg, pgcluster
 
 from bench.compare import binlog, measure, report, workloads
 from bench.compare.contenders import DEBEZIUM_SNAPSHOT_TUNING, DEBEZIUM_TUNING, Debezium, Tideflow
@@ -56,10 +58,50 @@ def describe() -> dict[str, Any]:
     return info
 
 
+# The shared server's settings (scripts/services/postgres.sh) for the private cluster, with
+# its durability: the figures must not come from a faster, unsafe configuration.
+PRIVATE_POSTGRES = {
+    "wal_level": "logical",
+    "max_replication_slots": "64",
+    "max_wal_senders": "64",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "shared_buffers": "256MB",
+    "max_wal_size": "1GB",
+    "max_connections": "100",
+}
+
+
+@contextlib.contextmanager
+def postgres(where: str) -> Iterator[str]:
+    """Point ``tests.support.pg`` (every DSN the harness and the contenders use) at a private
+    cluster started for the run, or leave it on the shared server. On the shared server other
+    people's test sessions drop replication slots they take for leaks (an inactive copy of the
+    template slot while Debezium's JVM starts), terminate walsenders and restart the server,
+    and every walsender decodes their WAL too."""
+    if where == "shared":
+        yield f"the shared server (port {pg.PORT})"
+        return
+    shared = pg.PORT
+    with pgcluster.throwaway_cluster(**PRIVATE_POSTGRES) as port:
+        pg.PORT = port
+        try:
+            yield f"a private Postgres 15 cluster started for the run (port {port})"
+        finally:
+            pg.PORT = shared
+
+
 def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so databases, slots and topics are dropped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--postgres",
+        choices=("private", "shared"),
+        default="private",
+        help="Postgres for every contender: a cluster started for the run (default), or the "
+        "shared server of make services",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run of a few minutes")
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help="subset of " + ",".join(WORKLOADS)
@@ -107,11 +149,20 @@ def main() -> None:
     work = base / str(time.time_ns())
     work.mkdir(parents=True)
 
+    with postgres(args.postgres) as where:
+        log(f"Postgres: {where}")
+        run(args, only, stem, out, work, where)
+
+
+def run(
+    args: argparse.Namespace, only: set[str], stem: str, out: Path, work: Path, where: str
+) -> None:
     log("fetching Debezium Server (cached after the first run) and starting tideflow serve")
     ctx = measure.Context(tideflow=Tideflow(work), debezium=Debezium(work), work=work)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(),
         "machine": describe(),
+        "postgres": where,
         "load_average": {"start": os.getloadavg()},
         "versions": {"debezium_server": ctx.debezium.version},
         "args": vars(args),

@@ -357,7 +357,7 @@ def _tideflow_snapshot_pg(
         began = time.monotonic()
         tf.snapshot(run)
         wait_until(lambda: tf.snapshot_done(run), 7200, interval=0.5, what="snapshot completed")
-        wait_until(lambda: snapshot_bench.count(dst) >= rows, 600, interval=0.5, what="rows copied")
+        wait_until(lambda: snapshot_bench.count(dst, pg.PORT) >= rows, 600, 0.5, what="rows copied")
         wall = time.monotonic() - began
         rss, cpu = sampler.stop()
         got = pg.table_checksum(dst, SNAP_TABLE, cols, "id")
