@@ -64,3 +64,34 @@ def test_a_worker_waking_before_its_unit_is_taken_shows_it_active_again(store: S
     assert set(a.held()) == {"s1"} and a.take_lost() == set()
     a.board.flush()  # what the supervisor does every reconcile
     assert shown(store, "source:s1") == ("Active", "a")
+
+
+def test_a_unit_lost_while_frozen_may_not_write_though_the_other_leases_were_renewed(
+    store: Store,
+) -> None:
+    leases = Leases(store, "a", CONFIG)
+    leases.register(1)
+    a = Keeper(store, leases, CONFIG, GuardedStatusBoard(store, "a"))
+    everything = Plan()
+    for sid in ("s1", "s2"):
+        everything.sources[sid] = Connector(sid, sid, "postgresql", "Active", None, None, sid)
+        everything.source_info[sid] = SourceInfo("postgresql", sid, None)
+    a.restrict(everything)
+    a._round()
+    assert set(a.held()) == {"s1", "s2"}
+    fence_lost = a.checkpoints("s1").fence
+    fence_kept = a.checkpoints("s2").fence
+    assert fence_lost is not None and fence_kept is not None
+    assert fence_lost.may_write() and fence_kept.may_write()
+
+    time.sleep(0.8)  # a is frozen past its leases: its clock says "do not write"
+    assert not fence_lost.may_write() and not fence_kept.may_write()
+    other = Leases(store, "b", CONFIG)
+    other.register(2)
+    assert other.acquire("source", "s1") is not None  # b takes s1 over, not s2
+
+    a._round()  # a wakes up: s1 is lost, s2 renewed
+    assert set(a.held()) == {"s2"}
+    # Until the supervisor aborts s1's runner, its fence must keep it from writing.
+    assert not fence_lost.may_write()
+    assert fence_kept.may_write()

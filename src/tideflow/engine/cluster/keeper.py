@@ -148,12 +148,21 @@ class Keeper:
         with self._lock:
             generation = self._held.get(runner_id, -1)  # lost meanwhile: every write is fenced
         kind, unit_id = key_of(runner_id)
+
+        def may_write() -> bool:
+            # Per unit: the round that tells a woken worker it lost this unit also renews its
+            # other leases, after which the worker-wide clock says "write" again, while this
+            # unit's runner may still run until the supervisor aborts it.
+            with self._lock:
+                held = self._held.get(runner_id) == generation
+            return held and self.may_write()
+
         fence = self.leases.fence(
             kind,
             unit_id,
             generation,
             lambda: self._lose(runner_id, generation, "fenced"),
-            self.may_write,
+            may_write,
         )
         return Checkpoints(self.store, fence=fence)
 
