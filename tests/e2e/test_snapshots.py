@@ -18,6 +18,7 @@ import httpx
 import psycopg
 import pyarrow.parquet as parquet
 import pytest
+from psycopg import sql
 
 from tests.support import api, pg, workload
 from tests.support.server import Server, wait_until
@@ -26,6 +27,7 @@ from tideflow.connectors.destinations.postgres.config import PostgresDestination
 from tideflow.connectors.destinations.postgres.tables import Catalog
 from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.snapshot import PostgresChunkReader
+from tideflow.engine.snapshot.reader import TablePlan
 
 pytestmark = pytest.mark.integration
 
@@ -368,12 +370,58 @@ def test_copy_chunk_decodes_to_the_row_by_row_values(
         assert got.chunk is not None
         assert got.chunk.exact is (binary_mode == "bytes")
         assert got.count == 301 and got.last == ("301",)
-        by_row = [row for rows in reader.scan(plan, None, 1000) for row in rows]
-        by_row.sort(key=lambda r: r["id"])
+        by_row = _rows_by_select(reader, plan)
         assert [e.after for e in got.chunk.events()] == by_row
         assert [got.chunk.key(x) for x in got.chunk.lines()] == [(r["id"],) for r in by_row]
         part = reader.read_chunk(plan, ("100",), ("200",), "id % 2 = 0")
         assert part.count == 50 and part.last == ("200",)
+    finally:
+        reader.close()
+
+
+def _rows_by_select(reader: PostgresChunkReader, plan: TablePlan) -> list[dict[str, Any]]:
+    """The table row by row as the streaming decoder converts values: each column's output
+    text (``format('%s')``, what pgoutput sends) through the source's converters."""
+    converters = reader._converters(plan)
+    columns = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END").format(
+            c=sql.Identifier(name)
+        )
+        for name, _ in converters
+    )
+    query = sql.SQL("SELECT {} FROM public.items ORDER BY id").format(columns)
+    texts = reader._conn.execute(query).fetchall()  # the reader's pinned output styles
+    return [
+        {
+            name: None if text is None else convert(text) if convert is not None else text
+            for (name, convert), text in zip(converters, values, strict=True)
+        }
+        for values in texts
+    ]
+
+
+def test_blocking_scan_streams_copy_chunks(dbs: tuple[str, str]) -> None:
+    """A blocking snapshot's scan: COPY text chunks of ``size`` lines from one transaction,
+    decoding to the rows the chunk read gives; a scan abandoned half-way ends its query and
+    leaves the reader usable."""
+    src, _ = dbs
+    workload.insert_range(src, 1, 2_500)
+    reader = PostgresChunkReader(
+        PostgresSourceConfig.model_validate(api.pg_source_config(src, "public.items"))
+    )
+    try:
+        plan = reader.plan("public.items", None)
+        parts = list(reader.scan(plan, None, 1_000))
+        assert [p.rows for p in parts] == [1_000, 1_000, 500]
+        whole = reader.read_chunk(plan, None, None, None).chunk
+        assert whole is not None
+        got = sorted((e.after for p in parts for e in p.events()), key=lambda r: r["id"])
+        assert got == [e.after for e in whole.events()]
+
+        scan = reader.scan(plan, None, 1_000)
+        assert next(scan).rows == 1_000
+        scan.close()  # as a cancelled blocking snapshot does
+        assert [p.rows for p in reader.scan(plan, None, 2_000)] == [2_000, 500]
     finally:
         reader.close()
 

@@ -202,16 +202,26 @@ class Coordinator:
             with self._lock:
                 self._inflight -= 1
 
-    def _copy(self, chunk: _Chunk, message: Message) -> Generator[list[ChangeEvent], None, bool]:
+    def _copy(self, chunk: _Chunk, message: Message) -> Generator[list[Record], None, bool]:
         plan = chunk.table.plan
         try:
             if self._scanner is None:
                 self._scanner = self.readers.factory()
-            for rows in self._scanner.scan(plan, None, self.readers.chunk_size):
-                if self._stopping() or chunk.table.cancelled:
-                    return False  # redone from the start on the next run
-                chunk.read_count += len(rows)
-                yield self._events(plan, rows, message)
+            parts = self._scanner.scan(plan, None, self.readers.chunk_size)
+            try:
+                for part in parts:
+                    if self._stopping() or chunk.table.cancelled:
+                        return False  # redone from the start on the next run
+                    if isinstance(part, SnapshotChunk):
+                        chunk.read_count += part.rows
+                        yield [self._stamped(plan, part)]
+                    else:
+                        chunk.read_count += len(part)
+                        yield list(self._events(plan, part, message))
+            finally:
+                close = getattr(parts, "close", None)
+                if close is not None:
+                    close()  # an abandoned scan ends its query now, not when collected
         except Exception as exc:
             if self._scanner is not None:
                 self._scanner.close()

@@ -81,8 +81,10 @@ class ChunkReader(Protocol):
 
     def scan(
         self, plan: TablePlan, predicate: str | None, size: int
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Every row of the table from one consistent read, ``size`` rows at a time."""
+    ) -> Iterator[list[dict[str, Any]]] | Iterator[SnapshotChunk]:
+        """Every row of the table from one consistent read, ``size`` rows at a time (as rows,
+        or as COPY text chunks from readers that offer them). Closing the iterator early ends
+        the read."""
         ...
 
     def close(self) -> None: ...

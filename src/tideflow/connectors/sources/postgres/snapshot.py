@@ -152,15 +152,7 @@ class PostgresChunkReader:
         statement = query.as_bytes(self._conn)
         data = self._settled(lambda: self._copy_out(statement))
         rows = data.count(b"\n")
-        chunk = SnapshotChunk(
-            plan.schema,
-            layout.columns,
-            data,
-            rows,
-            layout.decode,
-            layout.key,
-            exact=layout.exact,
-        )
+        chunk = self._chunk(plan, layout, data, rows)
         start = data.rfind(b"\n", 0, len(data) - 1) + 1
         last = layout.key_text(data[start:-1]) if rows else None
         return ChunkRows([], last, chunk)
@@ -247,32 +239,74 @@ class PostgresChunkReader:
             time.sleep(0.002)
         raise SnapshotError("transactions kept finishing while taking a chunk snapshot")
 
-    def scan(
-        self, plan: TablePlan, predicate: str | None, size: int
-    ) -> Iterator[list[dict[str, Any]]]:
-        query = sql.SQL("SELECT {} FROM {}{}").format(
-            _select(plan),
-            _ident(plan.schema.name),
-            sql.SQL(" WHERE ({})").format(sql.SQL(predicate.replace("%", "%%")))
-            if predicate
-            else sql.SQL(""),
-        )
-        # One REPEATABLE READ transaction and a server-side cursor: a consistent copy in bounded
-        # memory (invariant 6), whatever the table size.
-        with self._conn.transaction():
-            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            with self._conn.cursor(name="tideflow_snapshot_scan") as cur:
-                cur.itersize = size
-                cur.execute(query, ())
-                while batch := cur.fetchmany(size):
-                    yield [self._convert(plan, r) for r in batch]
+    def scan(self, plan: TablePlan, predicate: str | None, size: int) -> Iterator[SnapshotChunk]:
+        """The whole table as COPY text, ``size`` lines a chunk, from one REPEATABLE READ
+        transaction (a consistent copy in bounded memory, invariant 6, whatever the size).
 
-    def _convert(self, plan: TablePlan, values: tuple[Any, ...]) -> dict[str, Any]:
-        converters = self._converters(plan)
-        return {
-            name: None if text is None else convert(text) if convert is not None else text
-            for (name, convert), text in zip(converters, values, strict=True)
-        }
+        The COPY stays open between chunks; a scan abandoned half-way (cancel, stop, a failed
+        write) drops the connection, which ends the query at once, and opens a new one."""
+        layout = self._layout(plan)
+        query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT").format(
+            sql.SQL(", ").join(map(sql.Identifier, layout.columns)),
+            _ident(plan.schema.name),
+            sql.SQL(" WHERE ({})").format(sql.SQL(predicate)) if predicate else sql.SQL(""),
+        )
+        statement = query.as_bytes(self._conn)
+        finished = False
+        try:
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for data, rows in self._copy_lines(statement, size):
+                yield self._chunk(plan, layout, data, rows)
+            self._conn.execute("COMMIT")
+            finished = True
+        finally:
+            if not finished:
+                self._reconnect()
+
+    def _copy_lines(self, statement: bytes, size: int) -> Iterator[tuple[bytes, int]]:
+        """A ``COPY ... TO STDOUT``'s data, ``size`` lines at a time (see :meth:`_copy_out`)."""
+        pgconn = self._conn.pgconn
+        pgconn.send_query(statement)
+        self._await(pgconn)
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            self._finish(pgconn, result)
+            raise SnapshotError("COPY did not start")
+        buf = bytearray()
+        rows = 0
+        get, sock = pgconn.get_copy_data, pgconn.socket
+        while True:
+            n, data = get(1)
+            if n > 0:
+                buf += data
+                rows += 1
+                if rows == size:
+                    yield bytes(buf), rows
+                    buf.clear()
+                    rows = 0
+            elif n == 0:
+                select.select([sock], [], [])
+                pgconn.consume_input()
+            else:
+                break
+        self._finish(pgconn, None)
+        if rows:
+            yield bytes(buf), rows
+
+    def _chunk(
+        self, plan: TablePlan, layout: copy_lines.Layout, data: bytes, rows: int
+    ) -> SnapshotChunk:
+        return SnapshotChunk(
+            plan.schema, layout.columns, data, rows, layout.decode, layout.key, exact=layout.exact
+        )
+
+    def _reconnect(self) -> None:
+        self.close()
+        with contextlib.suppress(Exception):  # unreachable: the next call fails and is retried
+            self._conn = connection.connect_sql(self.config)
+            self._types = TypeMap(
+                partial(catalog.pg_types, self._conn), self.config.binary_handling_mode
+            )
 
     def _oids(self, table: str) -> dict[str, int]:
         return dict(
@@ -299,17 +333,6 @@ class PostgresChunkReader:
 def _ident(table: str) -> sql.Identifier:
     schema_name, name = split_table(table)
     return sql.Identifier(schema_name, name)
-
-
-def _select(plan: TablePlan) -> sql.Composable:
-    # format('%s') renders with the type's output function, as pgoutput does; a ::text cast
-    # would not for some types (bool gives 'true', inet adds the netmask).
-    return sql.SQL(", ").join(
-        sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE format('%%s', {c}) END").format(
-            c=sql.Identifier(c.name)
-        )
-        for c in plan.schema.columns
-    )
 
 
 def _key_text(plan: TablePlan) -> sql.Composable:
