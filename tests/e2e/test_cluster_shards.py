@@ -63,8 +63,9 @@ FOR EACH ROW EXECUTE FUNCTION audit_shard_checkpoint();
 def cluster(
     tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cluster]:
-    # A shorter lease than the default: a killed worker's source slot stays without a reader
-    # for less than the 10 s after which a concurrent test session's slot guard drops it.
+    # A shorter lease than the default keeps the killed worker's units (and the source's slot,
+    # if it held the source) without an owner for less time; the bound itself is tested in
+    # test_cluster.py.
     monkeypatch.setenv("TIDEFLOW_LEASE_TTL", "7")
     monkeypatch.setenv("TIDEFLOW_HEARTBEAT", "1")
     meta = pg.create_database("tfmeta")
