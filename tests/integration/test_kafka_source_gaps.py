@@ -56,14 +56,14 @@ def delete_records_before(topic: str, offset: int) -> None:
         assert f.result(30).low_watermark == offset
 
 
-def source(topic: str) -> KafkaSource:
+def source(topic: str, assignment: str = "manual") -> KafkaSource:
     cfg = KafkaSourceConfig.model_validate(
         {
             "kafka.bootstrap.servers": kafka.BOOTSTRAP,
             "topic.include.list.user.defined": topic,
             "format": "json",
             "group.id": kafka.unique("gap"),
-            "partition.assignment": "manual",
+            "partition.assignment": assignment,
         }
     )
     return KafkaSource(cfg, name="gaps")
@@ -84,27 +84,31 @@ def read_ids(src: KafkaSource, count: int, timeout: float = 30.0) -> list[int]:
     raise AssertionError(f"read {records!r} in {timeout}s")
 
 
-def gap_error(src: KafkaSource, timeout: float = 30.0) -> TerminalError:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
+def gap_error(src: KafkaSource, position: dict[str, Any], timeout: float = 30.0) -> TerminalError:
+    """The error of opening ``src`` at ``position`` and reading on (either may report it)."""
+    try:
+        src.open(position)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             src.poll(0.5, 500)
-        except TerminalError as exc:
-            return exc
+    except TerminalError as exc:
+        return exc
+    finally:
+        src.close()
     raise AssertionError("no gap reported")
 
 
-def test_a_position_older_than_the_log_start_is_a_gap_naming_the_lost_offsets() -> None:
+# manual: found when the partition is assigned; group: on the first message after the jump.
+@pytest.mark.parametrize("assignment", ["manual", "group"])
+def test_a_position_older_than_the_log_start_is_a_gap_naming_the_lost_offsets(
+    assignment: str,
+) -> None:
     topic = kafka.unique(PREFIX + "ret")
     create_topic(topic)
     produce(topic, 0, 10)
     delete_records_before(topic, 7)
-    src = source(topic)
-    src.open(at(topic, 3))  # a pipeline paused at offset 3 while retention removed 0..6
-    try:
-        exc = gap_error(src)
-    finally:
-        src.close()
+    # A pipeline paused at offset 3 while retention removed 0..6.
+    exc = gap_error(source(topic, assignment), at(topic, 3))
     assert exc.code == "log_gap"
     assert f"topic {topic} partition 0" in exc.message
     assert "offsets 3 to 6 were deleted" in exc.message
@@ -142,11 +146,23 @@ def test_a_recreated_topic_behind_the_position_is_a_gap() -> None:
                 raise
             time.sleep(0.5)
     produce(topic, 100, 2)
-    src = source(topic)
-    src.open(at(topic, 10))
-    try:
-        exc = gap_error(src)
-    finally:
-        src.close()
+    exc = gap_error(source(topic), at(topic, 10))
     assert exc.code == "log_gap"
     assert "deleted and recreated" in exc.message and "was 10" in exc.message
+
+
+def test_a_gap_with_nothing_after_it_is_reported_at_once() -> None:
+    topic = kafka.unique(PREFIX + "run")
+    create_topic(topic)
+    produce(topic, 0, 5)
+    src = source(topic)
+    src.open(at(topic, 0))
+    try:
+        assert read_ids(src, 5) == [0, 1, 2, 3, 4]
+    finally:
+        src.close()
+    # Paused at 5; retention removes everything up to the end (nothing follows the gap).
+    produce(topic, 5, 5)
+    delete_records_before(topic, 10)
+    exc = gap_error(source(topic), at(topic, 5))
+    assert "offsets 5 to 9 were deleted" in exc.message

@@ -37,9 +37,9 @@ class Gap:
         where = f"topic {self.topic} partition {self.partition}"
         if self.recreated:
             what = (
-                f"the next offset to read was {self.expected} but the partition now starts "
-                f"again at {self.found}: the topic was deleted and recreated, and the changes "
-                "it held after that offset are lost to this reader"
+                f"the next offset to read was {self.expected} but the partition now ends at "
+                f"{self.found}: the topic was deleted and recreated, and the changes it held "
+                "after that offset are lost to this reader"
             )
         else:
             what = (
@@ -66,6 +66,30 @@ def check(consumer: Consumer, topic: str, partition: int, expected: int, found: 
         return
     gap = Gap(topic, partition, expected, found, _log_start(consumer, topic, partition))
     if gap.recreated or gap.log_start > expected:
+        raise TerminalError(gap.message("this reader"), code="log_gap")
+
+
+def check_assigned(consumer: Consumer, assigned: list[TopicPartition]) -> None:
+    """Raise ``log_gap`` for a partition assigned at an offset it no longer holds: before its
+    log start (retention) or past its end (recreated). Checked when a position is first
+    assigned, so a paused reader reports the gap at once, not when a next message arrives."""
+    for tp in assigned:
+        if tp.offset < 0:
+            continue  # not from a position: the group's offset or auto.offset.reset
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=WATERMARK_TIMEOUT_S
+            )
+        except KafkaException:
+            continue  # unknown now: the first message after a jump is checked anyway
+        if low is None or high is None:
+            continue
+        if tp.offset < low:
+            gap = Gap(tp.topic, tp.partition, tp.offset, int(low), int(low))
+        elif tp.offset > high:
+            gap = Gap(tp.topic, tp.partition, tp.offset, int(high), int(low))
+        else:
+            continue
         raise TerminalError(gap.message("this reader"), code="log_gap")
 
 

@@ -152,6 +152,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
         if new and self.config.shard_count > 1:
             new = self._newer_of_group(consumer, new)
         if new:
+            # invariant 5: a position the partition no longer holds is a gap at once.
+            gaps.check_assigned(consumer, new)
             consumer.incremental_assign(new)
             self._assigned |= {(tp.topic, tp.partition) for tp in new}
 
