@@ -27,6 +27,8 @@ DEFAULTS: dict[str, tuple[float, float]] = {
     "records_lag": (100_000.0, 1_000_000.0),
     "retained_wal_bytes": (1 << 30, 10 << 30),
     "error_rate_per_minute": (1.0, 10.0),
+    # cluster log mode: oldest unconsumed change's age / the topic's retention.ms
+    "log_retention_used": (0.8, 0.95),
 }
 
 

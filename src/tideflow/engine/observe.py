@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tideflow.engine import alerts
+from tideflow.engine.cluster.retention import RetentionWatch
 from tideflow.engine.metrics import LATENCY_BUCKETS_MS, Metrics, now_ms, quantile
 from tideflow.engine.plan import Planner
 from tideflow.store.crypto import SecretBox
@@ -219,6 +220,7 @@ class Sampler:
         # Whether this process samples a source's slot (None: every source). In cluster mode
         # the worker holding the source's lease does, so one worker writes those points.
         self.samples_source: Callable[[str], bool] | None = None
+        self.log_retention: RetentionWatch | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -258,6 +260,10 @@ class Sampler:
                 values[f"source:{sid}"].update(sample_slot(source.config))
             except Exception as exc:
                 log.warning("cannot sample the slot of source %s: %s", source.name, exc)
+        if self.log_retention is not None:  # cluster log mode: backlog age vs retention.ms
+            running = [u.removeprefix("pipeline:") for u in values if u.startswith("pipeline:")]
+            for pid, used in self.log_retention.used(running).items():
+                values[f"pipeline:{pid}"]["log_retention_used"] = used
         bodies = self._pipeline_bodies()
         for unit, v in list(values.items()):
             kind, _, uid = unit.partition(":")

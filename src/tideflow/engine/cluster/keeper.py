@@ -46,15 +46,29 @@ class GuardedStatusBoard(status.StatusBoard):
     def __init__(self, store: Store, worker_id: str) -> None:
         super().__init__(store, worker_id)
         self.keeper: Keeper | None = None
+        self._plumbing: dict[str, tuple[str, str]] = {}
 
     def report(self, unit: str, status: str, message: str = "", *, part: str | None = None) -> None:
         if logmode.hidden(unit):
+            # Never written, but kept: a pipeline whose log reader failed shows the reason
+            # (e.g. a gap in the log, invariant 5) through the worker's idle status.
+            with self._lock:
+                self._plumbing[unit] = (status, message)
             return
         if self.keeper is not None and not self.keeper.owns(unit, part):
             return
         super().report(unit, status, message, part=part)
 
+    def get(self, unit: str) -> tuple[str, str] | None:
+        if logmode.hidden(unit):
+            with self._lock:
+                return self._plumbing.get(unit)
+        return super().get(unit)
+
     def forget(self, units: set[str]) -> None:
+        with self._lock:
+            for u in units:
+                self._plumbing.pop(u, None)
         super().forget({u for u in units if not logmode.hidden(u)})
 
     def reassert(self, units: list[str]) -> None:

@@ -11,6 +11,7 @@ import time
 from tideflow.engine.cluster.cleanup import Sweeper
 from tideflow.engine.cluster.keeper import GuardedStatusBoard, Keeper
 from tideflow.engine.cluster.leases import ClusterConfig, Leases
+from tideflow.engine.cluster.retention import RetentionWatch
 from tideflow.engine.config import RuntimeConfig
 from tideflow.engine.worker import Worker
 from tideflow.store.crypto import SecretBox
@@ -52,6 +53,9 @@ class Member:
         )
         if self.worker.sampler is not None:  # one writer of a source's slot metrics
             self.worker.sampler.samples_source = lambda sid: sid in self.keeper.held()
+            if self.cluster.log_mode:
+                watch = RetentionWatch(store, self.cluster.log_bootstrap)
+                self.worker.sampler.log_retention = watch
         # Log mode: removes the consumer groups and topics of deleted pipelines and sources.
         self.sweeper = Sweeper(store, self.cluster.log_bootstrap) if self.cluster.log_mode else None
 
