@@ -334,10 +334,12 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
             runs.append(("pg_dump | psql", pg_dump_run(src, port)))
             run = tideflow_run(src, args.rows, args.chunk, args.parallelism, args.log_dir, port)
             runs.append((tideflow, run))
-            print(f"pair {i + 1}: ratio {runs[-1][1].wall / runs[-2][1].wall:.2f}", flush=True)
+            ratio = runs[-1][1].wall / runs[-2][1].wall
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"pair {i + 1}: ratio {ratio:.2f} (load average {load})", flush=True)
     print(f"\nsource: the shared server (port {pg.PORT}); destinations: {where}")
     print(
-        f"{'run':<4} {'method':<42} {'wall s':>7} {'rows/s':>10} "
+        f"{'run':<4} {'method':<48} {'wall s':>7} {'rows/s':>10} "
         f"{'src CPU s':>9} {'dst CPU s':>9} {'client CPU s':>12}"
     )
     for i, (name, run) in enumerate(runs):
@@ -352,7 +354,7 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
 
 def _line(name: str, run: Run, rows: int) -> str:
     return (
-        f"{name:<42} {run.wall:>7.1f} {rows / run.wall:>10,.0f} {run.source_cpu:>9.1f} "
+        f"{name:<48} {run.wall:>7.1f} {rows / run.wall:>10,.0f} {run.source_cpu:>9.1f} "
         f"{run.dest_cpu:>9.1f} {run.client_cpu:>12.1f}"
     )
 
