@@ -126,7 +126,9 @@ def _finish(
         else None,
         # Process CPU from the first message at the sink to the last (start-up left out).
         "cpu_s": cpu_s,
-        "cpu_us_per_event": round(cpu_s / max(1, events) * 1e6, 2),
+        # Not when the whole stream arrived within about one poll of the topic: the CPU was
+        # then spent before the first message was seen and the figure would be ~0.
+        "cpu_us_per_event": round(cpu_s / max(1, events) * 1e6, 2) if span_s >= 1 else None,
         "peak_rss_mb": rss_mb,
     }
     if latency_after is not None:
