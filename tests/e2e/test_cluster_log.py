@@ -17,15 +17,19 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
 from tests.e2e.test_cluster import SECRET, Cluster, WorkerProc, drop_logs
 from tests.support import api, kafka, pg, workload
 from tests.support.proxy import Proxy
 from tests.support.server import Server, wait_until
 from tideflow.engine.cluster import replay
+from tideflow.engine.cluster.logmode import group_id
 from tideflow.store.db import Store
 
 pytestmark = pytest.mark.integration
@@ -243,4 +247,137 @@ def test_a_stopped_destination_holds_back_only_its_own_pipeline(cluster: Cluster
         for worker in cluster.workers.values():
             worker.stop()
         for name in (src, dst_ok, dst_cut):
+            pg.drop_database(name)
+
+
+def _committed(group: str, topic: str) -> int:
+    """The group's committed offset on ``topic`` (negative: none, the group is gone)."""
+    client = kafka.admin()
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
+    got = client.list_consumer_group_offsets([request])[group].result(30)
+    return int(got.topic_partitions[0].offset)
+
+
+def _shown(c: Any, pipeline_id: str) -> tuple[str, str]:
+    row = c.get(f"/pipelines/{pipeline_id}").json()["result"][0]
+    return str(row["connector_status"]), str(row.get("connector_status_message") or "")
+
+
+@pytest.mark.timeout(600)
+def test_a_pipeline_behind_the_log_start_is_broken_and_deletes_clean_the_log(
+    cluster: Cluster,
+) -> None:
+    """Invariant 5 in log mode, then cleanup on delete.
+
+    A paused pipeline whose next offset was removed from its topic (what ``retention.ms`` does;
+    the broker checks retention only every 5 minutes, so ``delete_records`` moves the log
+    start the same way) shows Broken with the topic, partition and lost offsets, writes
+    nothing past the gap, and runs again once rewound. Deleting the pipelines then removes
+    their consumer groups, and deleting the source its topics.
+    """
+    src, dst_a, dst_b = (pg.create_database(p) for p in ("src", "dsta", "dstb"))
+    source_id, pipelines = "", []
+    try:
+        workload.create_schema(src)
+        with cluster.api.client() as c:
+            source = api.create(
+                c,
+                "/sources",
+                {
+                    "name": api.unique("src"),
+                    "connector": "postgresql",
+                    "config": api.pg_source_config(src),
+                },
+            )
+            source_id = source["id"]
+            for dst in (dst_a, dst_b):
+                dest = api.create(
+                    c,
+                    "/destinations",
+                    {
+                        "name": api.unique("dst"),
+                        "connector": "postgresql",
+                        "config": api.pg_destination_config(dst),
+                    },
+                )
+                pipelines.append(api.create_pipeline(c, source, dest)["id"])
+            for pid in pipelines:
+                api.wait_status(c, "pipelines", pid, "Active", timeout=120)
+            topic = f"tideflow.{source_id}.public.items"
+            workload.insert_range(src, 1, 100)
+            for dst in (dst_a, dst_b):
+                wait_until(lambda d=dst: workload.checksum(d)[0] == 100, 120, what=f"{dst} 100")
+
+            # The second pipeline pauses; the first keeps the log written.
+            assert c.post(f"/pipelines/{pipelines[1]}/pause").status_code == 200
+            api.wait_status(c, "pipelines", pipelines[1], "Paused", timeout=60)
+            workload.insert_range(src, 101, 100)
+            wait_until(lambda: workload.checksum(dst_a)[0] == 200, 120, what=f"{dst_a} 200")
+            admin = kafka.admin()
+            end = admin.list_offsets({TopicPartition(topic, 0): OffsetSpec.latest()})
+            log_end = next(iter(end.values())).result(30).offset
+            (position,) = cluster.query(
+                "SELECT position FROM checkpoints WHERE unit = %s", f"pipeline:{pipelines[1]}/log"
+            )[0]
+            paused_at = int(position["offsets"][f"{topic}:0"])
+            assert 0 < paused_at < log_end
+            for f in admin.delete_records([TopicPartition(topic, 0, log_end)]).values():
+                assert f.result(30).low_watermark == log_end
+
+            assert c.post(f"/pipelines/{pipelines[1]}/resume").status_code == 200
+            state, message = wait_until(
+                lambda: (s := _shown(c, pipelines[1]))[0] == "Broken" and s,
+                120,
+                interval=0.5,
+                what="the paused pipeline to report the gap",
+            )
+            print(f"pipeline behind the log start: {state}: {message}")
+            assert f"topic {topic} partition 0" in message
+            assert f"offsets {paused_at} to {log_end - 1} were deleted" in message
+            assert "re-snapshot" in message and "replay" in message
+            assert workload.checksum(dst_b)[0] == 100, "nothing past the gap may be written"
+
+            # Accepting the loss: rewound to what the log holds, it runs again.
+            assert c.post(f"/pipelines/{pipelines[1]}/pause").status_code == 200
+            api.wait_status(c, "pipelines", pipelines[1], "Paused", timeout=90)
+            store = Store(pg.url(cluster.meta))
+            try:
+                assert replay.rewind(store, kafka.BOOTSTRAP, pipelines[1])["offsets"] == {
+                    f"{topic}:0": log_end
+                }
+            finally:
+                store.dispose()
+            assert c.post(f"/pipelines/{pipelines[1]}/resume").status_code == 200
+            api.wait_status(c, "pipelines", pipelines[1], "Active", timeout=120)
+
+            # Cleanup on delete: groups once the pipelines are gone, then the topics.
+            for pid in pipelines:
+                assert c.delete(f"/pipelines/{pid}").status_code == 200
+            for pid in pipelines:
+                wait_until(
+                    lambda p=pid: _committed(group_id(p), topic) < 0,
+                    90,
+                    interval=1,
+                    what=f"the consumer group of deleted pipeline {pid} to be gone",
+                )
+            assert topic in kafka.admin().list_topics(timeout=10).topics
+            assert c.delete(f"/sources/{source_id}").status_code == 200
+            wait_until(
+                lambda: (
+                    not [
+                        t
+                        for t in kafka.admin().list_topics(timeout=10).topics
+                        if t.startswith(f"tideflow.{source_id}.")
+                    ]
+                ),
+                90,
+                interval=1,
+                what=f"the topics of deleted source {source_id} to be gone",
+            )
+    finally:
+        for worker in cluster.workers.values():
+            worker.stop()
+        if source_id:
+            kafka.delete_topics_with_prefix(f"tideflow.{source_id}.")
+        for name in (src, dst_a, dst_b):
             pg.drop_database(name)
