@@ -146,23 +146,43 @@ def parquet_rows(root: Path) -> int:
 KAFKA = os.environ.get("TIDEFLOW_BENCH_KAFKA", "127.0.0.1:9092")
 
 
+def delete_topic(topic: str) -> None:
+    """Delete ``topic`` and wait for the broker's answer (an unawaited request may never be
+    sent before the client is gone)."""
+    AdminClient({"bootstrap.servers": KAFKA}).delete_topics([topic])[topic].result()
+
+
+class TopicSize:
+    """Sum of the end offsets of one topic (0 while it does not exist yet), asked through one
+    long-lived client: a new client per check cost the 2-core machine CPU while measuring."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "tideflow-bench"})
+
+    def __call__(self) -> int:
+        try:
+            info = self._consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            if info is None or info.error is not None:
+                return 0
+            total = 0
+            for p in info.partitions:
+                tp = TopicPartition(self.topic, p)
+                total += self._consumer.get_watermark_offsets(tp, timeout=5)[1]
+            return total
+        except KafkaException:
+            return 0
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def kafka_messages(topic: str) -> int:
-    """Sum of the end offsets of ``topic`` (0 while it does not exist yet)."""
-    meta = AdminClient({"bootstrap.servers": KAFKA}).list_topics(topic, timeout=5)
-    info = meta.topics.get(topic)
-    if info is None or info.error is not None:
-        return 0
-    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "tideflow-bench"})
+    size = TopicSize(topic)
     try:
-        total = 0
-        for p in info.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-            total += high
-        return total
-    except KafkaException:
-        return 0
+        return size()
     finally:
-        consumer.close()
+        size.close()
 
 
 class Bench:
@@ -250,13 +270,17 @@ class Bench:
                     "config": {"kafka.sink.bootstrap": KAFKA, "topic.prefix": prefix},
                 },
             )
-            rate = self.drain(source, src, lambda: kafka_messages(topic) >= self.rows)
-            # Duplicates would inflate the figure: the topic must hold exactly one per row.
-            time.sleep(1.0)
-            got = kafka_messages(topic)
+            size = TopicSize(topic)
+            try:
+                rate = self.drain(source, src, lambda: size() >= self.rows)
+                # Duplicates would inflate the figure: the topic must hold exactly one per row.
+                time.sleep(1.0)
+                got = size()
+            finally:
+                size.close()
             if got != self.rows:
                 raise AssertionError(f"topic {topic} holds {got} messages, expected {self.rows}")
-            AdminClient({"bootstrap.servers": KAFKA}).delete_topics([topic])
+            delete_topic(topic)
             return rate
 
     def latency(self, rate: int, seconds: int) -> dict[str, float]:
@@ -322,7 +346,7 @@ class Bench:
                         f"topic {topic} holds {len(watch.append_ms)} rows, expected {total - 1}"
                     )
         finally:
-            admin.delete_topics([topic])
+            delete_topic(topic)
         return {
             **percentiles(watch.append_ms, seconds),
             "consumer_p50_ms": percentiles(watch.receive_ms, seconds)["p50_ms"],
