@@ -4,15 +4,16 @@ Slots left behind by tests once pinned 48 GB of WAL on the shared Postgres. At s
 the plugin records the slots and the Tideflow-like publications (``tf_pub_*``,
 ``tideflow*``) on the shared server; at session end a slot that is new and stays inactive for
 ``TIDEFLOW_SLOT_GUARD_GRACE`` seconds (default 10) is reported as a failure by name and
-dropped, and so are new Tideflow-like publications in databases that existed at the start.
+dropped, and so are new Tideflow-like publications.
 
-Other people run suites against the same server at the same time: a new slot that is active,
-or becomes active during the grace period, belongs to a live process and is left alone, and
-only slots in databases that existed at the start or that this session created (through
-``tests.support.pg.create_database``, which every suite uses) are considered, so a concurrent
-session's paused slot in its own database is not taken for ours. The guard is silent when
-Postgres is not reachable (``make unit`` runs without services) and off with
-``TIDEFLOW_SLOT_GUARD=0``.
+Other people run suites against the same server at the same time, so the guard only looks at
+the databases that are this session's: those it created (through
+``tests.support.pg.create_database``, which every suite uses) and ``postgres``, where tests
+create slots directly. Another session's temporary databases, and the paused sources in them,
+are never touched. In those databases a new slot that is active, or becomes active during the
+grace period, belongs to a live process and is left alone, and so are publications of a
+database where a slot is active. The guard is silent when Postgres is not reachable
+(``make unit`` runs without services) and off with ``TIDEFLOW_SLOT_GUARD=0``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from psycopg import sql
 from tests.support import pg
 
 _PUBLICATIONS = "pubname LIKE 'tf\\_pub\\_%' OR pubname LIKE 'tideflow%'"
+_SHARED = "postgres"  # the maintenance database tests create slots in directly
 
 
 @dataclass
@@ -82,16 +84,20 @@ def _publications(databases: set[str]) -> set[tuple[str, str]]:
 class SlotGuard:
     grace: float
     slots: set[str] = field(default_factory=set)
-    databases: set[str] = field(default_factory=set)
     publications: set[tuple[str, str]] = field(default_factory=set)
     created: set[str] = field(default_factory=set)  # databases this session created
+
+    @property
+    def databases(self) -> set[str]:
+        """The databases this session answers for."""
+        return {_SHARED, *self.created}
 
     @classmethod
     def start(cls, grace: float) -> SlotGuard | None:
         """Record what exists now; None when the server is not reachable."""
         try:
             with _connect() as conn:
-                guard = cls(grace, set(_slots(conn)), _databases(conn))
+                guard = cls(grace, set(_slots(conn)))
         except psycopg.Error:
             return None
         guard.publications = _publications(guard.databases)
@@ -102,10 +108,10 @@ class SlotGuard:
         where no slot is active (a live reader may be about to use one)."""
         with _connect() as conn:
             now = _slots(conn)
-            ours = self.databases | self.created
+            ours = self.databases & _databases(conn)
             suspects = {s for s, (db, active) in now.items() if s not in self.slots and db in ours}
             suspects = {s for s in suspects if not now[s][1]}
-            publications = _publications(self.databases) - self.publications
+            publications = _publications(ours) - self.publications
             deadline = time.monotonic() + self.grace
             while (suspects or publications) and time.monotonic() < deadline:
                 time.sleep(0.5)
