@@ -149,7 +149,8 @@ KAFKA = os.environ.get("TIDEFLOW_BENCH_KAFKA", "127.0.0.1:9092")
 def delete_topic(topic: str) -> None:
     """Delete ``topic`` and wait for the broker's answer (an unawaited request may never be
     sent before the client is gone)."""
-    AdminClient({"bootstrap.servers": KAFKA}).delete_topics([topic])[topic].result()
+    admin = AdminClient({"bootstrap.servers": KAFKA})  # must outlive the request
+    admin.delete_topics([topic])[topic].result(timeout=30)
 
 
 class TopicSize:
