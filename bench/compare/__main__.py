@@ -115,14 +115,14 @@ def main() -> None:
         "--warm-rows", type=int, default=100_000, help="unmeasured burst before the latency run"
     )
     parser.add_argument(
-        "--mariadb-rows", type=int, default=500_000, help="binlog stream: inserted rows"
+        "--mariadb-rows", type=int, default=200_000, help="binlog stream: inserted rows"
     )
     parser.add_argument("--mariadb-tx", type=int, default=5_000, help="rows per transaction")
     parser.add_argument("--snapshot-rows", type=int, default=5_000_000)
     parser.add_argument(
         "--snapshot-debezium-rows",
         type=int,
-        default=1_000_000,
+        default=500_000,
         help="rows Debezium's initial snapshot copies (extrapolated to --snapshot-rows)",
     )
     parser.add_argument("--snapshot-reps", type=int, default=1)
