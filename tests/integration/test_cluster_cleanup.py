@@ -144,3 +144,25 @@ def test_checkpoints_of_existing_or_other_units_are_left_alone(store: Store) -> 
     add_checkpoint(store, "snapshot:whatever")
     assert not cleanup.leftovers(store)
     assert checkpoints(store) == {"pipeline:somepipeline", "snapshot:whatever"}
+
+
+def test_fan_in_and_shard_checkpoints_name_their_groups(store: Store) -> None:
+    for unit in ("pipeline:p9/s9/log", "pipeline:p8/log#0/2", "pipeline:p8/log#1/2"):
+        add_checkpoint(store, unit)
+    add_checkpoint(store, "pipeline:p7/log#1/2")
+    with store.session() as s:  # shard 1 of p7 still runs somewhere
+        s.add(
+            Lease(
+                kind="pipeline",
+                unit_id="p7#1",
+                owner="w2",
+                generation=3,
+                expires_at=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+    found = cleanup.leftovers(store)
+    assert found.groups == {
+        "tideflow-pipeline-p9-s9": ["pipeline:p9/s9/log"],
+        "tideflow-pipeline-p8": ["pipeline:p8/log#0/2", "pipeline:p8/log#1/2"],
+    }
+    assert found.topics == {}
