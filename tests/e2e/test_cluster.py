@@ -281,12 +281,6 @@ def db_now(cluster: Cluster) -> datetime:
     return now
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent failure (issue 8): in one CI run after the whole-row checksum fix "
-    "a destination had not converged 180 s after the drain step; passes in other runs (three "
-    "destinations identical row by row). Under investigation - see docs/cluster.md",
-)
 def test_failover_rebalance_fencing_and_drain(
     cluster: Cluster, databases: list[tuple[str, str]], tmp_path: Path
 ) -> None:
@@ -387,10 +381,10 @@ def test_failover_rebalance_fencing_and_drain(
         for t in loads:
             t.join()
 
-    with cluster.api.client() as c:
-        for pid in pipelines:
-            api.wait_status(c, "pipelines", pid, "Active", timeout=90)
     try:
+        with cluster.api.client() as c:
+            for pid in pipelines:
+                api.wait_status(c, "pipelines", pid, "Active", timeout=90)
         for src, dst in databases:
             expected = workload.checksum(src)
             wait_until(
