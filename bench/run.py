@@ -27,6 +27,7 @@ from confluent_kafka import (
     TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
@@ -93,6 +94,7 @@ class TopicWatch:
     def __init__(self, topic: str) -> None:
         self.append_ms: list[float] = []
         self.receive_ms: list[float] = []
+        self.error: Exception | None = None
         self._consumer = Consumer(
             {
                 "bootstrap.servers": KAFKA,
@@ -108,26 +110,36 @@ class TopicWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:  # reported by close(), in the bench's thread
+            self.error = exc
+
+    def _read(self) -> None:
         while not self._stop.is_set():
-            messages = self._consumer.consume(1000, 0.05)
+            # One at a time: consume(n, timeout) would hold early messages until n arrived.
+            msg = self._consumer.poll(0.05)
             received = time.time() * 1000
-            for msg in messages:
-                if msg.error() is not None or msg.value() is None:
-                    continue
-                after = orjson.loads(msg.value() or b"null")["after"]
-                if after["id"] <= 1:
-                    continue
-                created = datetime.fromisoformat(after["created"]).timestamp() * 1000
-                kind, appended = msg.timestamp()
-                if kind != TIMESTAMP_LOG_APPEND_TIME:
-                    raise AssertionError("the topic does not use LogAppendTime")
-                self.append_ms.append(appended - created)
-                self.receive_ms.append(received - created)
+            if msg is not None and msg.error() is None and msg.value() is not None:
+                self._note(msg, received)
+
+    def _note(self, msg: Message, received: float) -> None:
+        after = orjson.loads(msg.value() or b"null")["after"]
+        if after["id"] <= 1:
+            return
+        created = datetime.fromisoformat(after["created"]).timestamp() * 1000
+        kind, appended = msg.timestamp()
+        if kind != TIMESTAMP_LOG_APPEND_TIME:
+            raise AssertionError("the topic does not use LogAppendTime")
+        self.append_ms.append(appended - created)
+        self.receive_ms.append(received - created)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._consumer.close()
+        if self.error is not None:
+            raise self.error
 
 
 def count(dbname: str, table: str = "public.bench") -> int:
