@@ -120,7 +120,8 @@ class ChunkLoader:
         return names
 
     def load(self, chunk: SnapshotChunk, dest: DestTable, columns: list[str]) -> None:
-        """Write the chunk's rows (inside the caller's transaction)."""
+        """Write the chunk's rows inside the caller's transaction; the parts of a large keyed
+        chunk loaded by helper connections are committed before this returns (:mod:`.writers`)."""
         cfg = self.config
         suffix = b""
         meta: list[str] = []
