@@ -5,6 +5,9 @@
 #
 #   debezium.sh          download (once) and unpack into the cache, print its path
 #
+# The distribution ships every connector the harness uses (lib/debezium-connector-postgres-*,
+# lib/debezium-connector-mariadb-*): nothing else is fetched for the MariaDB workload.
+#
 # Idempotent. The archive is io.debezium:debezium-server-dist:<version>:tar.gz straight from
 # Maven Central; it is verified against Maven Central's published SHA-1, or, where the mirror
 # this machine reaches does not serve the .sha1 file, against the SHA-256 pinned below.
