@@ -160,11 +160,15 @@ def test_incremental_snapshot_under_concurrent_writes(
             assert data["SnapshotCompleted"] == 1
 
 
-def test_snapshot_resumes_after_kill9(dbs: tuple[str, str], engine_server: Server) -> None:
+# 2000 rows: chunks split between two destination connections (bulk._SPLIT_ROWS).
+@pytest.mark.parametrize("chunk", [1000, 2000], ids=["one-writer", "split-chunks"])
+def test_snapshot_resumes_after_kill9(
+    dbs: tuple[str, str], engine_server: Server, chunk: int
+) -> None:
     src, dst = dbs
     workload.insert_range(src, 1, ROWS)
     unit = start(
-        engine_server, src, dst, **{"snapshot.chunk.size": 1000, "snapshot.parallelism": 1}
+        engine_server, src, dst, **{"snapshot.chunk.size": chunk, "snapshot.parallelism": 1}
     )
     sid = unit["source"]["id"]
     with engine_server.client() as c:
