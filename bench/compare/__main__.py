@@ -102,13 +102,20 @@ def main() -> None:
         help="Postgres for every contender: a cluster started for the run (default), or the "
         "shared server of make services",
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run of a few minutes")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: every workload small, one repetition"
+    )
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help="subset of " + ",".join(WORKLOADS)
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="large-transaction stream")
     parser.add_argument("--single-tx", type=int, default=200_000, help="single-row transactions")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of each stream")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=3,
+        help="repetitions of the streaming, latency and binlog workloads",
+    )
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument(
