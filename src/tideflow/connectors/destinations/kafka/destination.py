@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from tideflow.connectors.base import Destination
+from tideflow.connectors.destinations.kafka import chunks
 from tideflow.connectors.destinations.kafka.config import KafkaDestinationConfig
 from tideflow.connectors.destinations.kafka.resume import (
     HEADER,
@@ -37,7 +38,7 @@ from tideflow.connectors.destinations.kafka.topics import Topics, kafka_error, t
 from tideflow.engine.errors import DeadLetter, Fenced, PoisonRecord
 from tideflow.envelope import SourceInfo
 from tideflow.errors import TerminalError, TideflowError, TransientError
-from tideflow.events import Batch, ChangeEvent, Op, TableSchema
+from tideflow.events import Batch, ChangeEvent, Op, SnapshotChunk, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
     """Writes each table's events to its own topic. One instance per pipeline thread."""
 
     connector = "kafka"
+    #: snapshot chunks come as COPY text (see :meth:`_write_chunk`)
+    takes_chunks = True
 
     def __init__(
         self, config: KafkaDestinationConfig, *, name: str, source: SourceInfo | None = None
@@ -190,6 +193,10 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         :class:`TerminalError` for authorization or topic failures, :class:`Fenced` when
         another writer took over the transactional id, :class:`TransientError` otherwise.
         """
+        if batch.chunk is not None:
+            if self._write_chunk(batch.chunk):
+                return
+            batch = Batch(batch.chunk.events(), batch.position, batch.last_commit_ts_ms)
         if not batch.events:
             return
         if self._topics is None:
@@ -217,6 +224,51 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         if self._resume is not None:
             for topic in caught_up:
                 self._resume.caught_up(topic)
+
+    def _write_chunk(self, chunk: SnapshotChunk) -> bool:
+        """Produce a snapshot chunk rendered from its COPY text (:mod:`.chunks`) and wait for
+        every acknowledgement, as :meth:`write` does; False (nothing written) when the chunk
+        must go as events: transactional resume looks at each event, other sources' chunks.
+
+        invariant 1: returns only once the broker acknowledged every row, so the runtime
+        checkpoints (and the snapshot records progress) after that."""
+        if self._resume is not None:
+            return False
+        if self._topics is None:
+            self.open()
+        assert self._topics is not None
+        topic = self._topic(chunk.table)
+        ts_ms = int(time.time() * 1000)
+        rendered = chunks.render(self._serializer, chunk, topic, ts_ms)
+        if rendered is None:
+            return False
+        self._topics.ensure({topic})
+        keys, values = rendered
+        producer = self._producer or self._new_producer()
+        self._producer = producer
+        self._failures.clear()
+        produce = producer.produce
+        try:
+            for start in range(0, len(values), _POLL_EVERY):
+                for i in range(start, min(start + _POLL_EVERY, len(values))):
+                    try:
+                        produce(topic, values[i], keys[i])
+                    except (BufferError, KafkaException):
+                        self._send(producer, chunks.event(chunk, i), topic, keys[i], values[i])
+                producer.poll(0)
+            remaining = producer.flush(self._timeout)
+            if remaining:
+                raise TransientError(
+                    f"{remaining} messages were not acknowledged by Kafka within "
+                    f"{self._timeout:.0f}s{self._reason()}{self._unreachable_hint()}"
+                )
+        except (KafkaException, TideflowError, _Oversize) as exc:
+            self._discard(producer)
+            raise self._classify(exc, [(e, topic) for e in chunk.events()]) from None
+        if self._failures:
+            self._discard(producer)
+            raise self._classify(None, [(e, topic) for e in chunk.events()])
+        return True
 
     def _unwritten(
         self, resume: Resume, plan: list[tuple[ChangeEvent, str]]
