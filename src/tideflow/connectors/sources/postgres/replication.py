@@ -70,8 +70,10 @@ class ReplicationStream:
         status_interval: float = 10.0,
         prompt: float = 1.0,
         server_timeout: float = 120.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
         self._classify = classify
         self._status_interval = status_interval
         self._prompt = prompt
@@ -97,15 +99,12 @@ class ReplicationStream:
         checkpoint of the running pipelines only, and a paused one may need older changes
         (invariant 1).
         """
-        conn = pq.PGconn.connect(self._conninfo.encode())
-        if conn.status != pq.ConnStatus.OK:
-            message = conn.get_error_message()
-            conn.finish()
-            raise self._classify(message, None)
+        conn = self._connect()
         self._conn = conn
         opts = ", ".join(f"{k} '{v.replace(chr(39), chr(39) * 2)}'" for k, v in options)
         command = f"START_REPLICATION SLOT {slot} LOGICAL {format_lsn(start_lsn)} ({opts})"
         conn.send_query(command.encode())
+        self._await_result(conn, time.monotonic() + self._server_timeout)
         result = conn.get_result()
         if result is None or result.status != pq.ExecStatus.COPY_BOTH:
             raise self._result_error(result)
@@ -115,6 +114,48 @@ class ReplicationStream:
             target=self._send_status_while_idle, name=f"pg-status-{slot}", daemon=True
         )
         self._status_thread.start()
+
+    def _connect(self) -> pq.abc.PGconn:
+        """Open the connection with libpq's non-blocking handshake.
+
+        ``PGconn.connect`` holds the GIL for the whole handshake: a slow or unreachable host
+        froze every thread of the worker (a 3 s connect left other pipelines 2 ticks), so
+        waiting happens here in ``select``, which releases it. libpq leaves the timeout of a
+        polled connect to the caller: ``connect_timeout`` seconds overall.
+        """
+        conn = pq.PGconn.connect_start(self._conninfo.encode())
+        deadline = time.monotonic() + self._connect_timeout
+        poll = pq.PollingStatus.WRITING  # libpq: start as if the last poll said WRITING
+        while conn.status != pq.ConnStatus.BAD and poll != pq.PollingStatus.FAILED:
+            if poll == pq.PollingStatus.OK:
+                return conn
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                conn.finish()
+                raise self._classify(
+                    f"timeout expired: no connection within {self._connect_timeout:g} s", None
+                )
+            fd = conn.socket  # may change between polls (several hosts, SSL fallback)
+            if poll == pq.PollingStatus.READING:
+                select.select([fd], [], [], remaining)
+            else:
+                select.select([], [fd], [], remaining)
+            poll = pq.PollingStatus(conn.connect_poll())
+        message = conn.get_error_message()
+        conn.finish()
+        raise self._classify(message, None)
+
+    def _await_result(self, conn: pq.abc.PGconn, deadline: float) -> None:
+        """Wait for a command's answer in ``select`` (GIL released), not in ``get_result``."""
+        self._consume(conn)
+        while conn.is_busy():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientError(
+                    f"Postgres did not answer START_REPLICATION within {self._server_timeout:g} s"
+                )
+            select.select([conn.socket], [], [], remaining)
+            self._consume(conn)
 
     def read(self, timeout: float) -> bytes | None:
         """The next CopyData message, or ``None`` when none arrives within ``timeout`` s."""
