@@ -228,11 +228,12 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
     def _write_chunk(self, chunk: SnapshotChunk) -> bool:
         """Produce a snapshot chunk rendered from its COPY text (:mod:`.chunks`) and wait for
         every acknowledgement, as :meth:`write` does; False (nothing written) when the chunk
-        must go as events: transactional resume looks at each event, other sources' chunks.
+        must go as events: in transactional mode (each batch a transaction, resume looks at
+        each event) and for chunks not of Postgres COPY text.
 
         invariant 1: returns only once the broker acknowledged every row, so the runtime
         checkpoints (and the snapshot records progress) after that."""
-        if self._resume is not None:
+        if self.config.transactional:
             return False
         if self._topics is None:
             self.open()
