@@ -144,7 +144,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.single_tx, args.reps, args.seconds = 50_000, 30_000, 1, 10
+        args.rows, args.single_tx, args.reps, args.seconds = 100_000, 60_000, 1, 10
         args.snapshot_rows, args.snapshot_debezium_rows = 200_000, 100_000
         args.big_tx, args.warm_rows, args.mariadb_rows = 200_000, 10_000, 50_000
     only = set(args.only.split(","))
