@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+from confluent_kafka import Consumer, TopicPartition
 from tests.support import api, kafka, pg
 from tests.support.server import Server
 
@@ -85,7 +86,8 @@ def run_once(work: Path, name: str, tree: str, db: str, rows: int) -> None:
             cpu, wall = sum(proc.cpu_times()[:2]) - cpu0, time.monotonic() - t0
             print(
                 f"{name:8s} wall {wall:6.1f} s  {rows / wall:8.0f} rows/s  "
-                f"cpu {cpu / rows * 1e6:5.2f} us/row  load {os.getloadavg()[0]:.1f}",
+                f"cpu {cpu / rows * 1e6:5.2f} us/row  load {os.getloadavg()[0]:.1f}  "
+                f"messages {_messages(f'{prefix}public.snap')}",
                 flush=True,
             )
             client.delete(f"/pipelines/{pipe['id']}")
@@ -93,6 +95,16 @@ def run_once(work: Path, name: str, tree: str, db: str, rows: int) -> None:
     finally:
         server.stop()
         kafka.delete_topics_with_prefix(prefix)
+
+
+def _messages(topic: str) -> int:
+    """Messages in the topic (the destination creates one partition)."""
+    consumer = Consumer({"bootstrap.servers": kafka.BOOTSTRAP, "group.id": kafka.unique("n")})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(high - low)
+    finally:
+        consumer.close()
 
 
 def main() -> None:
