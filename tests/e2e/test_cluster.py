@@ -220,24 +220,8 @@ def create_pipelines(
     sources, pipelines = [], []
     with cluster.api.client() as c:
         for i, (src, dst) in enumerate(pairs):
-            source = api.create(
-                c,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(src),
-                },
-            )
-            dest = api.create(
-                c,
-                "/destinations",
-                {
-                    "name": api.unique("dst"),
-                    "connector": "postgresql",
-                    "config": api.pg_destination_config(dst),
-                },
-            )
+            source = api.create_pg_source(c, api.pg_source_config(src))
+            dest = api.create_pg_destination(c, api.pg_destination_config(dst))
             sources.append(source["id"])
             pipelines.append(api.create_pipeline(c, source, dest)["id"])
             if i == 0:

@@ -130,26 +130,10 @@ def test_a_stopped_destination_holds_back_only_its_own_pipeline(cluster: Cluster
         with psycopg.connect(pg.dsn(src), autocommit=True) as conn:
             conn.execute(PROBE)
         with cluster.api.client() as c:
-            source = api.create(
-                c,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(src, "public.items,public.probe"),
-                },
-            )
+            source = api.create_pg_source(c, api.pg_source_config(src, "public.items,public.probe"))
             source_id = source["id"]
             for dst, port in ((dst_ok, None), (dst_cut, proxy.port)):
-                dest = api.create(
-                    c,
-                    "/destinations",
-                    {
-                        "name": api.unique("dst"),
-                        "connector": "postgresql",
-                        "config": api.pg_destination_config(dst, port=port),
-                    },
-                )
+                dest = api.create_pg_destination(c, api.pg_destination_config(dst, port=port))
                 pipelines.append(api.create_pipeline(c, source, dest)["id"])
             for pid in pipelines:
                 api.wait_status(c, "pipelines", pid, "Active", timeout=120)
@@ -280,26 +264,10 @@ def test_a_pipeline_behind_the_log_start_is_broken_and_deletes_clean_the_log(
     try:
         workload.create_schema(src)
         with cluster.api.client() as c:
-            source = api.create(
-                c,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(src),
-                },
-            )
+            source = api.create_pg_source(c, api.pg_source_config(src))
             source_id = source["id"]
             for dst in (dst_a, dst_b):
-                dest = api.create(
-                    c,
-                    "/destinations",
-                    {
-                        "name": api.unique("dst"),
-                        "connector": "postgresql",
-                        "config": api.pg_destination_config(dst),
-                    },
-                )
+                dest = api.create_pg_destination(c, api.pg_destination_config(dst))
                 pipelines.append(api.create_pipeline(c, source, dest)["id"])
             for pid in pipelines:
                 api.wait_status(c, "pipelines", pid, "Active", timeout=120)

@@ -123,24 +123,8 @@ def test_three_shards_over_several_workers_survive_a_kill_and_converge(cluster: 
     try:
         workload.create_schema(src)
         with cluster.api.client() as c:
-            source = api.create(
-                c,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(src),
-                },
-            )
-            dest = api.create(
-                c,
-                "/destinations",
-                {
-                    "name": api.unique("dst"),
-                    "connector": "postgresql",
-                    "config": api.pg_destination_config(dst),
-                },
-            )
+            source = api.create_pg_source(c, api.pg_source_config(src))
+            dest = api.create_pg_destination(c, api.pg_destination_config(dst))
             pid = api.create(c, "/pipelines", pipeline_body(source, dest, SHARDS))["id"]
             api.wait_status(c, "pipelines", pid, "Active", timeout=180)
             # Three shard units balanced over the workers: more than one of them.

@@ -67,15 +67,7 @@ def live(tmp_path: Path) -> Iterator[Server]:
 
 def start_pipeline(server: Server, src: str, config: dict[str, Any]) -> dict[str, Any]:
     with server.client() as c:
-        source = api.create(
-            c,
-            "/sources",
-            {
-                "name": api.unique("src"),
-                "connector": "postgresql",
-                "config": api.pg_source_config(src),
-            },
-        )
+        source = api.create_pg_source(c, api.pg_source_config(src))
         body = {"name": api.unique("kafka"), "connector": "kafka", "config": config}
         dest = api.create(c, "/destinations", body)
         pipe = api.create_pipeline(c, source, dest)

@@ -56,15 +56,7 @@ def setup(c: httpx.Client, src: str, dst: str, dest_port: int | None = None) -> 
         "/sources",
         {"name": api.unique("src"), "connector": "postgresql", "config": api.pg_source_config(src)},
     )
-    dest = api.create(
-        c,
-        "/destinations",
-        {
-            "name": api.unique("dst"),
-            "connector": "postgresql",
-            "config": api.pg_destination_config(dst, port=dest_port),
-        },
-    )
+    dest = api.create_pg_destination(c, api.pg_destination_config(dst, port=dest_port))
     pipe = api.create_pipeline(c, source, dest)
     api.wait_status(c, "pipelines", pipe["id"], "Active")
     api.wait_status(c, "sources", source["id"], "Active")

@@ -37,24 +37,8 @@ def start_pipeline(
     server: Server, src: str, dst: str, *, dest_port: int | None = None, files: Path | None = None
 ) -> dict[str, Any]:
     with server.client() as c:
-        source = api.create(
-            c,
-            "/sources",
-            {
-                "name": api.unique("src"),
-                "connector": "postgresql",
-                "config": api.pg_source_config(src),
-            },
-        )
-        dest = api.create(
-            c,
-            "/destinations",
-            {
-                "name": api.unique("dst"),
-                "connector": "postgresql",
-                "config": api.pg_destination_config(dst, port=dest_port),
-            },
-        )
+        source = api.create_pg_source(c, api.pg_source_config(src))
+        dest = api.create_pg_destination(c, api.pg_destination_config(dst, port=dest_port))
         pipe = api.create_pipeline(c, source, dest)
         out = {"source": source, "destination": dest, "pipeline": pipe}
         if files is not None:

@@ -43,15 +43,7 @@ def test_snapshot_to_kafka_writes_every_row_once(src: str, live: Server) -> None
     topic = f"{prefix}public.items"
     try:
         with live.client() as c:
-            source = api.create(
-                c,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(src, "public.items"),
-                },
-            )
+            source = api.create_pg_source(c, api.pg_source_config(src, "public.items"))
             dest = api.create(
                 c,
                 "/destinations",

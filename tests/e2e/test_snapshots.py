@@ -51,24 +51,8 @@ def start(
     **source_extra: Any,
 ) -> dict[str, Any]:
     with server.client() as c:
-        source = api.create(
-            c,
-            "/sources",
-            {
-                "name": api.unique("src"),
-                "connector": "postgresql",
-                "config": api.pg_source_config(src, tables, **source_extra),
-            },
-        )
-        dest = api.create(
-            c,
-            "/destinations",
-            {
-                "name": api.unique("dst"),
-                "connector": "postgresql",
-                "config": api.pg_destination_config(dst),
-            },
-        )
+        source = api.create_pg_source(c, api.pg_source_config(src, tables, **source_extra))
+        dest = api.create_pg_destination(c, api.pg_destination_config(dst))
         body = {
             "name": api.unique("pipe"),
             "snapshot_new_tables": snapshot_new_tables,
@@ -583,14 +567,8 @@ def test_snapshot_into_a_destination_without_chunks_gets_events(
     workload.insert_range(src, 1, 5_000)
     lake = tmp_path / "lake"
     with engine_server.client() as c:
-        source = api.create(
-            c,
-            "/sources",
-            {
-                "name": api.unique("src"),
-                "connector": "postgresql",
-                "config": api.pg_source_config(src, "public.items", **{"snapshot.chunk.size": 700}),
-            },
+        source = api.create_pg_source(
+            c, api.pg_source_config(src, "public.items", **{"snapshot.chunk.size": 700})
         )
         dest = api.create(
             c,

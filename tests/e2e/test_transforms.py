@@ -91,15 +91,7 @@ def pipeline(
         "/sources",
         {"name": api.unique("src"), "connector": "postgresql", "config": api.pg_source_config(src)},
     )
-    destination = api.create(
-        c,
-        "/destinations",
-        {
-            "name": api.unique("dst"),
-            "connector": "postgresql",
-            "config": api.pg_destination_config(dst),
-        },
-    )
+    destination = api.create_pg_destination(c, api.pg_destination_config(dst))
     body = {
         "name": api.unique("pipe"),
         "snapshot_new_tables": False,

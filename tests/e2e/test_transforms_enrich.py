@@ -205,24 +205,8 @@ def test_enrich_in_a_pipeline_and_through_the_api(lookup_db: str, engine_server:
         body = {"id": t["id"], "transform": "enrich", "config": t["config"]}
         assert c.put("/transforms", json=body).status_code == 200
         assert stored_password(engine_server, t["id"]).keys() == {"$secret"}
-        source = api.create(
-            c,
-            "/sources",
-            {
-                "name": api.unique("src"),
-                "connector": "postgresql",
-                "config": api.pg_source_config(src, "public.orders"),
-            },
-        )
-        destination = api.create(
-            c,
-            "/destinations",
-            {
-                "name": api.unique("dst"),
-                "connector": "postgresql",
-                "config": api.pg_destination_config(dst),
-            },
-        )
+        source = api.create_pg_source(c, api.pg_source_config(src, "public.orders"))
+        destination = api.create_pg_destination(c, api.pg_destination_config(dst))
         pipe = api.create(
             c,
             "/pipelines",

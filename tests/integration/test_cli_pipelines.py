@@ -27,24 +27,8 @@ def live(tmp_path: Path) -> Iterator[tuple[Server, dict[str, Any]]]:
         with pg.temp_database("clisrc") as src, pg.temp_database("clidst") as dst:
             workload.create_schema(src)
             with srv.client() as c:
-                source = api.create(
-                    c,
-                    "/sources",
-                    {
-                        "name": api.unique("src"),
-                        "connector": "postgresql",
-                        "config": api.pg_source_config(src),
-                    },
-                )
-                dest = api.create(
-                    c,
-                    "/destinations",
-                    {
-                        "name": api.unique("dst"),
-                        "connector": "postgresql",
-                        "config": api.pg_destination_config(dst),
-                    },
-                )
+                source = api.create_pg_source(c, api.pg_source_config(src))
+                dest = api.create_pg_destination(c, api.pg_destination_config(dst))
                 pipe = api.create_pipeline(c, source, dest)
                 api.wait_status(c, "pipelines", pipe["id"], "Active")
                 workload.insert_range(src, 1, 40)

@@ -55,6 +55,22 @@ def create(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, A
     return out
 
 
+def create_pg_source(client: httpx.Client, config: dict[str, Any]) -> dict[str, Any]:
+    """A ``postgresql`` source with a unique name (``config``: :func:`pg_source_config`)."""
+    return create(
+        client, "/sources", {"name": unique("src"), "connector": "postgresql", "config": config}
+    )
+
+
+def create_pg_destination(client: httpx.Client, config: dict[str, Any]) -> dict[str, Any]:
+    """A ``postgresql`` destination with a unique name (config: :func:`pg_destination_config`)."""
+    return create(
+        client,
+        "/destinations",
+        {"name": unique("dst"), "connector": "postgresql", "config": config},
+    )
+
+
 def create_pipeline(
     client: httpx.Client,
     source: dict[str, Any],
