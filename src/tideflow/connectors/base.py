@@ -102,5 +102,14 @@ class Destination(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def write(self, batch: Batch) -> None: ...
 
+    def fence(self, unit: str, generation: int) -> None:
+        """Called before ``open()`` in cluster mode with the lease of the unit writing here.
+
+        A destination that can should refuse, in the write's own transaction, any write of
+        ``unit`` with a generation older than one that has written (storage-side fencing: a
+        write in flight when its worker froze must not land after the new owner's). Default:
+        nothing, the runtime's write-side fencing alone applies.
+        """
+
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -159,6 +159,12 @@ class PipelineRunner:
         try:
             self._report(status.STARTING)
             dest = make_destination(self.plan, self.info)
+            token = getattr(self.services.checkpoints.fence, "token", None)
+            if token is not None:
+                # Cluster mode: the lease's generation is checked where the data lands too,
+                # so a write in flight when this worker froze cannot land after the next
+                # owner's (docs/cluster.md, "Fencing").
+                dest.fence(self.plan.checkpoint_unit, token[1])
             resume = getattr(dest, "resume_from", None)
             if callable(resume):
                 # Where the replay starts: a destination that can tell which of the replayed

@@ -363,6 +363,11 @@ class LeaseFence:
         self.on_lost = on_lost
         self.may_write = may_write or (lambda: True)
 
+    @property
+    def token(self) -> tuple[str, int]:
+        """(unit, generation) for storage-side fencing in destinations."""
+        return f"{self.kind}:{self.unit_id}", self.held_generation
+
     def generation(self, session: Session, unit_name: str) -> int:
         # FOR SHARE: a takeover (FOR UPDATE on this row) waits for this write to commit, and
         # this write waits for a takeover in progress, then sees the new owner.

@@ -76,12 +76,14 @@ class ChunkLoader:
         config: PostgresDestinationConfig,
         connect: Callable[[], Conn] | None = None,
         writers: int = WRITERS,
+        on_begin: Callable[[Conn], None] | None = None,
     ) -> None:
-        """``connect`` opens a helper connection like ``conn`` (None: ``conn`` loads alone)."""
+        """``connect`` opens a helper connection like ``conn`` (None: ``conn`` loads alone);
+        ``on_begin`` runs first in each helper transaction (the write fence)."""
         self.conn = conn
         self.config = config
         self._columns: dict[tuple[object, ...], list[str] | None] = {}
-        self._writers = Writers(connect, writers - 1) if connect and writers > 1 else None
+        self._writers = Writers(connect, writers - 1, on_begin) if connect and writers > 1 else None
 
     def close(self) -> None:
         """Close the helper connections (the caller owns ``conn``)."""

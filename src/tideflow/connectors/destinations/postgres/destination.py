@@ -27,6 +27,7 @@ from tideflow.connectors.base import Destination, Problem
 from tideflow.connectors.destinations.postgres import dead_letters
 from tideflow.connectors.destinations.postgres.bulk import ChunkLoader
 from tideflow.connectors.destinations.postgres.config import PostgresDestinationConfig
+from tideflow.connectors.destinations.postgres.fence import UnitFence, application_name
 from tideflow.connectors.destinations.postgres.staging import Stager
 from tideflow.connectors.destinations.postgres.tables import Catalog, DestTable
 from tideflow.connectors.destinations.postgres.writer import Writer
@@ -61,6 +62,12 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         self._stager: Stager | None = None
         self._writer: Writer | None = None
         self._loader: ChunkLoader | None = None
+        self._fence: UnitFence | None = None
+
+    def fence(self, unit: str, generation: int) -> None:
+        """Storage-side fencing (see :mod:`.fence`): every write transaction checks the
+        generation in the destination itself."""
+        self._fence = UnitFence(self.config.schema_name, unit, generation)
 
     def bind_source(self, info: SourceInfo) -> None:
         """Which source the events come from (recorded with dead letters)."""
@@ -82,7 +89,11 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
                 sslmode=c.sslmode,
                 autocommit=True,
                 connect_timeout=10,
-                application_name=f"tideflow:{self.name}"[:63],
+                application_name=(
+                    application_name(self._fence.unit)
+                    if self._fence
+                    else f"tideflow:{self.name}"[:63]
+                ),
             )
         except psycopg.Error as exc:
             raise self._classify(exc) from exc
@@ -111,10 +122,22 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
 
     def open(self) -> None:
         self._conn = self._connect()
+        if self._fence is not None:
+            try:
+                self._fence.claim(self._conn)
+            except psycopg.Error as exc:
+                raise self._classify(exc) from exc
         self._catalog = Catalog(self._conn, self.config)
         self._stager = Stager(self._conn)
         self._writer = Writer(self._conn, self.config, self._stager)
-        self._loader = ChunkLoader(self._conn, self.config, self._connect)
+        self._loader = ChunkLoader(
+            self._conn, self.config, self._connect, on_begin=self._check_fence
+        )
+
+    def _check_fence(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """First statement of every write transaction (no-op unless fenced)."""
+        if self._fence is not None:
+            self._fence.check(conn)
 
     def close(self) -> None:
         loader, self._loader = self._loader, None
@@ -169,6 +192,7 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
             if columns is None:
                 return False
             with self._conn.transaction():
+                self._check_fence(self._conn)
                 self._loader.load(chunk, dest, columns)
             return True
         except psycopg.Error as exc:
@@ -179,6 +203,7 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
     def _apply(self, plan: Plan) -> None:
         assert self._conn is not None and self._stager is not None
         with self._conn.transaction():
+            self._check_fence(self._conn)
             self._stager.begin()
             for tc, dest in plan:
                 if tc.truncate is not None:
@@ -205,6 +230,7 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         assert self._conn is not None and self._stager is not None
         letters: list[DeadLetter] = []
         with self._conn.transaction():
+            self._check_fence(self._conn)
             self._stager.begin()
             for tc, dest in plan:
                 if tc.truncate is not None:

@@ -35,8 +35,14 @@ Part = Callable[[Conn, bytes], None]
 class Writers:
     """``size`` helper connections (opened on first use by ``connect``)."""
 
-    def __init__(self, connect: Callable[[], Conn], size: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Conn],
+        size: int,
+        on_begin: Callable[[Conn], None] | None = None,
+    ) -> None:
         self._connect = connect
+        self._on_begin = on_begin
         self.size = size
         self._conns: list[Conn | None] = [None] * size
         self._pool: ThreadPoolExecutor | None = None
@@ -65,6 +71,8 @@ class Writers:
             conn = self._conns[i] = self._connect()
         try:
             with conn.transaction():
+                if self._on_begin is not None:
+                    self._on_begin(conn)
                 load(conn, part)
         except psycopg.OperationalError:
             self._drop(i)  # a broken connection: a new one on the next use
