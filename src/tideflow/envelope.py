@@ -67,7 +67,7 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def _orjson_default(value: Any) -> Any:
+def orjson_default(value: Any) -> Any:
     # Called by orjson only for types it does not serialise natively; Decimal (the common
     # case) by exact type first, which skips json_value's isinstance chain.
     if type(value) is Decimal:
@@ -80,7 +80,7 @@ class _HasUnchanged(Exception):
 
 
 def _strict_default(value: Any) -> Any:
-    # _orjson_default, but an UNCHANGED value aborts the dump (orjson raises JSONEncodeError)
+    # orjson_default, but an UNCHANGED value aborts the dump (orjson raises JSONEncodeError)
     # so that dumps_many can render images as they are and fall back only when needed.
     if type(value) is Decimal:
         return str(value)
@@ -102,7 +102,7 @@ class _RowPlan:
     converters: tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
-_NATIVE_KINDS = frozenset(
+NATIVE_KINDS = frozenset(
     {
         "int",
         "bool",
@@ -128,7 +128,7 @@ def _plan_for(table: TableSchema, *, full: bool) -> _RowPlan:
     for col in table.columns:
         if col.kind == "float":
             converters.append((col.name, _float_value))
-        elif full or col.kind not in _NATIVE_KINDS:
+        elif full or col.kind not in NATIVE_KINDS:
             converters.append((col.name, json_value))
     return _RowPlan(tuple(converters))
 
@@ -242,11 +242,9 @@ class Renderer:
         elif not position:
             tail = b"}"
         elif _SOURCE_FIXED.isdisjoint(position):
-            tail = b"," + orjson.dumps(position, default=_orjson_default)[1:]
+            tail = b"," + orjson.dumps(position, default=orjson_default)[1:]
         else:  # a position key would replace a fixed source field: keep render's semantics
-            return orjson.dumps(
-                self.render(event, ts_ms=ts_ms, full=False), default=_orjson_default
-            )
+            return orjson.dumps(self.render(event, ts_ms=ts_ms, full=False), default=orjson_default)
         table = event.table
         if (
             table is not self._last_table
@@ -254,7 +252,7 @@ class Renderer:
             or event.commit_ts_ms != self._last_commit_ts
             or event.snapshot != self._last_snapshot
         ):
-            head = orjson.dumps(self._source_fixed(event), default=_orjson_default)
+            head = orjson.dumps(self._source_fixed(event), default=orjson_default)
             self._source_head = head[:-1]
             if table is not self._last_table:
                 self._last_plan = self._plan(table, False)
@@ -275,11 +273,11 @@ class Renderer:
             b'{"before":',
             b"null"
             if before is None
-            else orjson.dumps(self._row(before, plan, None), default=_orjson_default),
+            else orjson.dumps(self._row(before, plan, None), default=orjson_default),
             b',"after":',
             b"null"
             if after is None
-            else orjson.dumps(self._row(after, plan, unchanged), default=_orjson_default),
+            else orjson.dumps(self._row(after, plan, unchanged), default=orjson_default),
             b',"source":',
             self._source_head,
             tail,

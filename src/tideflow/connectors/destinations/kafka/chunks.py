@@ -27,7 +27,7 @@ import orjson
 from tideflow.connectors.destinations.kafka.serializer import Serializer
 from tideflow.connectors.sources.postgres.copy_lines import Layout, unescape
 from tideflow.connectors.sources.postgres.types import TIMESTAMPTZ
-from tideflow.envelope import _NATIVE_KINDS, _orjson_default, json_value
+from tideflow.envelope import NATIVE_KINDS, json_value, orjson_default
 from tideflow.events import ChangeEvent, Op, SnapshotChunk, TableSchema
 
 _NULL = b"\\N"
@@ -100,7 +100,7 @@ def _fragments(
     nulls = _NULL in col
     if kind == "int" and convert is int and not nulls:
         return False, col  # Postgres prints integers as JSON does
-    plain = kind in _NATIVE_KINDS and kind != "float" and convert is None
+    plain = kind in NATIVE_KINDS and kind != "float" and convert is None
     if plain and not nulls and _UNSAFE.search(b"\t".join(col)) is None:
         return True, col
     decimal = convert is Decimal and kind == "decimal" and not nulls
@@ -123,13 +123,13 @@ def _fragments(
 def _value_json(kind: str, convert: Callable[[str], Any] | None) -> Callable[[bytes], bytes]:
     """A field's JSON as the event path renders it: converted, then the envelope's rules
     (floats and kinds orjson does not render natively through ``json_value``)."""
-    native = kind in _NATIVE_KINDS and kind != "float"
+    native = kind in NATIVE_KINDS and kind != "float"
     dumps = orjson.dumps
 
     def value(raw: bytes) -> bytes:
         text = unescape(raw.decode())
         v = convert(text) if convert is not None else text
-        return dumps(v if native else json_value(v), default=_orjson_default)
+        return dumps(v if native else json_value(v), default=orjson_default)
 
     return value
 
