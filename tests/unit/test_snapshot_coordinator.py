@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tideflow.engine.snapshot import nudge
 from tideflow.engine.snapshot.coordinator import Coordinator, Readers
 from tideflow.engine.snapshot.progress import Progress
 from tideflow.engine.snapshot.reader import ChunkRows, TablePlan, TextKey
@@ -203,3 +204,34 @@ def test_blocking_copy_pauses_the_stream_and_completes(store: Store) -> None:
         coord.close()
     assert sorted(e.after["id"] for e in out if e.after is not None) == list(range(1, 8))
     assert Progress(store, "src").active() == []
+
+
+def test_a_nudge_starts_a_request_without_waiting_for_the_next_poll(store: Store) -> None:
+    db = FakeDb(5)
+    coord = Coordinator("src", store, Readers(lambda: FakeReader(db), 10, 1))
+    coord.reload_every = 3600.0  # only a nudge can make it read the store again
+    coord.start()
+    try:
+        time.sleep(0.3)  # the first read of the store happened: nothing requested then
+        request(store, "n")
+        nudge.nudge("other-source")  # another source's nudge is not this one's
+        time.sleep(0.6)
+        assert row(store, "n").status == "pending"
+        nudge.nudge("src")
+        out = run_until(coord, db, store, "n", [])
+    finally:
+        coord.close()
+    assert {e.after["id"] for e in out if e.after is not None} == set(range(1, 6))
+    nudge.nudge("src")  # a closed coordinator no longer listens: nothing to call
+
+
+def test_nudge_listeners_stop() -> None:
+    calls: list[str] = []
+    stop_a = nudge.listen("s", lambda: calls.append("a"))
+    stop_b = nudge.listen("s", lambda: calls.append("b"))
+    nudge.nudge("s")
+    stop_a()
+    nudge.nudge("s")
+    stop_b()
+    nudge.nudge("s")
+    assert calls == ["a", "b", "b"]

@@ -6,8 +6,9 @@ Threads and what they own:
   and :meth:`Coordinator.on_ack` after each acknowledgement. It owns the open windows and is
   the only thread that turns chunk rows into events, so snapshot rows enter the stream at
   their high watermark, in stream order (invariant 3). It never touches the metadata store.
-- the **planner thread** loads requests (every second), plans chunk boundaries, hands chunks
-  to the readers, and persists progress once chunks are durable.
+- the **planner thread** loads requests (every second, and at once when the API of this
+  process nudges it, see :mod:`.nudge`), plans chunk boundaries, hands chunks to the readers,
+  and persists progress once chunks are durable.
 - ``parallelism`` **reader threads** each hold one connection and read one chunk at a time:
   low watermark, bounded query, high watermark.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from tideflow.engine import positions
 from tideflow.engine.positions import Position
-from tideflow.engine.snapshot import chunks, watermark
+from tideflow.engine.snapshot import chunks, nudge, watermark
 from tideflow.engine.snapshot.progress import (
     BLOCKING,
     CANCELLED,
@@ -94,6 +95,9 @@ class _Chunk:
 
 
 class Coordinator:
+    #: seconds between reads of the requests in the store (a nudge reads them at once)
+    reload_every = 1.0
+
     def __init__(
         self,
         source_id: str,
@@ -109,6 +113,8 @@ class Coordinator:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._reload_now = False  # set by a nudge: read the requests on the next turn
+        self._unlisten: Callable[[], None] | None = None
         self._tables: dict[str, _Table] = {}
         self._chunks: dict[str, _Chunk] = {}  # planned, not yet emitted
         self._inflight = 0
@@ -127,12 +133,16 @@ class Coordinator:
         self.live = False
 
     def start(self) -> None:
+        self._unlisten = nudge.listen(self.source_id, self._nudged)
         for i, t in enumerate(self._threads):
             t.name = f"tideflow-snapshot-{self.source_id}-{i}"
             t.start()
 
     def close(self) -> None:
         """Stop the threads; unfinished tables stay running in the store and resume later."""
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         self._stop.set()
         self._wake.set()
         # Readers finish their current query first; a stop waits at most 5 s in all.
@@ -143,6 +153,10 @@ class Coordinator:
         if self._scanner is not None:
             self._scanner.close()
             self._scanner = None
+
+    def _nudged(self) -> None:
+        self._reload_now = True
+        self._wake.set()
 
     def process(self, records: Sequence[Record]) -> Iterator[Sequence[Record]]:
         """Runner thread: the records, with snapshot rows inserted at their high watermarks."""
@@ -277,9 +291,10 @@ class Coordinator:
                 try:
                     if reader is None:
                         reader = self.readers.factory()
-                    if time.monotonic() >= next_reload:
+                    if self._reload_now or time.monotonic() >= next_reload:
+                        self._reload_now = False
                         self._reload(reader)
-                        next_reload = time.monotonic() + 1.0
+                        next_reload = time.monotonic() + self.reload_every
                     self._settle()
                     self._schedule(reader)
                 except Exception as exc:  # the database or the store is unreachable: retry

@@ -1,11 +1,12 @@
 """Snapshot rules: requests, cancellation, status and progress (no web framework here).
 
 A request becomes one ``snapshot_tables`` row per table, status ``pending``; the source's
-runtime (``tideflow.engine.snapshot``) picks it up within a second, marks it ``running`` and
-moves its progress only after the rows are durable. Only one snapshot may be active per
-source (409). Filters are checked twice: tokenized here (they cannot escape their WHERE
-clause) and compiled against the table in a READ ONLY transaction when the source database is
-reachable; a broken filter is a 422, never a failed snapshot later.
+runtime (``tideflow.engine.snapshot``) picks it up at once when it runs in this process (a
+nudge, :mod:`tideflow.engine.snapshot.nudge`) and within a second from another process, marks
+it ``running`` and moves its progress only after the rows are durable. Only one snapshot may
+be active per source (409). Filters are checked twice: tokenized here (they cannot escape
+their WHERE clause) and compiled against the table in a READ ONLY transaction when the source
+database is reachable; a broken filter is a 422, never a failed snapshot later.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tideflow.control.resources.snapshots.schemas import (
     TopicSnapshot,
 )
 from tideflow.control.resources.sources.service import topic_id, topic_names
-from tideflow.engine.snapshot import filters
+from tideflow.engine.snapshot import filters, nudge
 from tideflow.engine.snapshot.progress import ACTIVE, BLOCKING, CANCELLED, COMPLETED, PENDING
 from tideflow.engine.snapshot.reader import ChunkReader, SnapshotError
 from tideflow.errors import ApiError, Conflict, Invalid, NotFound
@@ -61,6 +62,7 @@ def request(ctx: AppContext, body: SnapshotIn) -> SnapshotOut:
     with ctx.store.session() as s:
         _refuse_if_active(s, body.source_id)  # a concurrent request may have won meanwhile
         request_id = _add(s, body.source_id, tables, body.snapshot_type, conditions, body)
+    nudge.nudge(body.source_id)
     return status(ctx, body.source_id, request_id)
 
 
@@ -75,6 +77,7 @@ def cancel(ctx: AppContext, body: CancelIn) -> SnapshotOut:
         now = datetime.now(UTC)
         for row in s.scalars(query):
             row.status, row.finished_at, row.message = CANCELLED, now, "cancelled by request"
+    nudge.nudge(body.source_id)
     return status(ctx, body.source_id)
 
 
