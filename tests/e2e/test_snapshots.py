@@ -48,11 +48,14 @@ def start(
     *,
     tables: str = "public.items",
     snapshot_new_tables: bool = False,
+    dest_extra: dict[str, Any] | None = None,
     **source_extra: Any,
 ) -> dict[str, Any]:
     with server.client() as c:
         source = api.create_pg_source(c, api.pg_source_config(src, tables, **source_extra))
-        dest = api.create_pg_destination(c, api.pg_destination_config(dst))
+        dest = api.create_pg_destination(
+            c, {**api.pg_destination_config(dst), **(dest_extra or {})}
+        )
         body = {
             "name": api.unique("pipe"),
             "snapshot_new_tables": snapshot_new_tables,
@@ -534,12 +537,18 @@ def test_chunk_loader_parts_on_parallel_connections(dbs: tuple[str, str]) -> Non
 def test_parallel_chunk_loads_under_concurrent_writes(
     dbs: tuple[str, str], engine_server: Server
 ) -> None:
-    """Chunks large enough to be split between destination connections, while pgbench
-    updates, upserts and deletes rows inside the chunks' windows: the destination ends equal
-    to the source by checksum."""
+    """Chunks large enough to be split between destination connections
+    (``snapshot.load.connections`` 2), while pgbench updates, upserts and deletes rows inside
+    the chunks' windows: the destination ends equal to the source by checksum."""
     src, dst = dbs
     workload.insert_range(src, 1, ROWS)
-    unit = start(engine_server, src, dst, **{"snapshot.chunk.size": 12_000})
+    unit = start(
+        engine_server,
+        src,
+        dst,
+        dest_extra={"snapshot.load.connections": 2},
+        **{"snapshot.chunk.size": 12_000},
+    )
     sid = unit["source"]["id"]
     failures: list[str] = []
     load = threading.Thread(target=_pgbench, args=(src, 8, failures))

@@ -135,8 +135,17 @@ def test_duplicate_name_is_422_already_exists(api: httpx.Client) -> None:
         ({"database.port.user.defined": "five"}, "database.port.user.defined"),
         ({"insert.mode": "merge"}, "insert.mode"),
         ({"delete.enabled": [True]}, "delete.enabled"),
+        ({"snapshot.load.connections": 0}, "snapshot.load.connections"),
+        ({"snapshot.load.connections": 9}, "snapshot.load.connections"),
     ],
-    ids=["password-null", "port-text", "insert-mode-unknown", "delete-list"],
+    ids=[
+        "password-null",
+        "port-text",
+        "insert-mode-unknown",
+        "delete-list",
+        "load-connections-0",
+        "load-connections-9",
+    ],
 )
 def test_bad_config_is_422_naming_the_key(
     api: httpx.Client, change: dict[str, Any], key: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from tideflow.connectors.config import ConnectorConfig, setting
 from tideflow.connectors.registry import ConnectorSpec, register
 
@@ -102,6 +104,23 @@ class PostgresDestinationConfig(ConnectorConfig):
         display_name="Metadata columns",
         description="Add __source_ts_ms and __source_lsn columns (the LSN also guards replays).",
     )
+    snapshot_load_connections: int = setting(
+        1,
+        key="snapshot.load.connections",
+        display_name="Snapshot load connections",
+        description=(
+            "Connections loading parts of one snapshot chunk at the same time (keyed tables). "
+            "More than 1 uses more cores of a destination server with cores to spare, at the "
+            "price of more CPU per row and a less compact primary-key index."
+        ),
+    )
+
+    @field_validator("snapshot_load_connections")
+    @classmethod
+    def _load_connections(cls, value: int) -> int:
+        if not 1 <= value <= 8:
+            raise ValueError("must be between 1 and 8")
+        return value
 
 
 register(

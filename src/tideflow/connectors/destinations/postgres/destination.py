@@ -131,7 +131,11 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
         self._stager = Stager(self._conn)
         self._writer = Writer(self._conn, self.config, self._stager)
         self._loader = ChunkLoader(
-            self._conn, self.config, self._connect, on_begin=self._check_fence
+            self._conn,
+            self.config,
+            self._connect,
+            writers=self.config.snapshot_load_connections,
+            on_begin=self._check_fence,
         )
 
     def _check_fence(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
