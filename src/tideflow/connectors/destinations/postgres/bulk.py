@@ -10,15 +10,17 @@ savepoint — the common case, an initial snapshot into rows the destination doe
 A key already there (the chunk replayed after a crash, or a row streamed before the chunk's
 low watermark) makes that COPY fail with a unique violation; the savepoint is rolled back and
 the chunk goes through a staging table and ``INSERT ... ON CONFLICT DO UPDATE`` (invariant 2:
-a replay has no visible effect). With ``snapshot.load.connections`` N > 1, a keyed chunk of
-at least ``_SPLIT_ROWS`` rows is cut by line into N parts loaded at the same time, one by the
+a replay has no visible effect). A keyed chunk of at least ``_SPLIT_ROWS`` rows is cut by line
+into ``snapshot.load.connections`` parts (default 2) loaded at the same time, one by the
 caller's connection in its transaction and the others by helper connections (see
-:mod:`.writers`). The default is 1: on a destination server with few cores the second backend
-costs 20-40 % more CPU per row (two insertion points in one ascending primary-key index split
-its pages in halves, and the backends contend for WAL insertion) and bought no wall time in
-``bench.snapshot_bench``; a destination with cores to spare can use more. Keyless tables and
-insert mode append on the caller's connection alone, as the per-row path does (a part landing
-twice would be a duplicate row there).
+:mod:`.writers`): a backend parses a COPY and maintains the indexes on one core, the bottleneck
+of a snapshot. The price: two insertion points in one ascending primary-key index split its
+pages in halves (the index ends ~40 % larger than a one-connection load leaves it) and the
+backends contend for WAL insertion, so each row costs 10-40 % more destination CPU; on the
+2-core benchmark machine the wall time still dropped by a quarter (3M rows: 6.5-6.8 s instead
+of 8.8 s). ``snapshot.load.connections`` 1 loads with the least CPU and a compact index.
+Keyless tables and insert mode append on the caller's connection alone, as the per-row path
+does (a part landing twice would be a duplicate row there).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ _ALIASES = {
 }
 _STAGE = sql.Identifier("_tf_snapshot_chunk")
 #: connections loading one chunk at the same time (the caller's included), by default
-WRITERS = 1
+WRITERS = 2
 # Below this, a second transaction and its commit cost more than the parallel load saves.
 _SPLIT_ROWS = 2_000
 

@@ -105,13 +105,13 @@ class PostgresDestinationConfig(ConnectorConfig):
         description="Add __source_ts_ms and __source_lsn columns (the LSN also guards replays).",
     )
     snapshot_load_connections: int = setting(
-        1,
+        2,
         key="snapshot.load.connections",
         display_name="Snapshot load connections",
         description=(
             "Connections loading parts of one snapshot chunk at the same time (keyed tables). "
-            "More than 1 uses more cores of a destination server with cores to spare, at the "
-            "price of more CPU per row and a less compact primary-key index."
+            "More use more cores of the destination server, at the price of more CPU per row "
+            "and a less compact primary-key index; 1 loads with the least CPU."
         ),
     )
 
