@@ -7,6 +7,10 @@ re-writes every change from there. It is an operator's decision to move a checkp
 this is the one place that writes an older position (invariant 2 protects against mistakes,
 not against this): the pipeline must be paused or stopped first, so no worker runs it.
 
+A sharded pipeline (``cluster.shards`` N > 1, :mod:`.shards`) keeps one checkpoint per shard,
+``pipeline:<id>/log#<k>/<N>``, holding the offsets of the partitions ``p mod N == k``: each is
+set to its own partitions' offsets, so every shard replays from the same point in time.
+
 ``python -m tideflow.engine.cluster.replay PIPELINE_ID [--to ISO-8601 time]`` (default: from
 the start of the log), with ``TIDEFLOW_DATABASE_URL`` and ``TIDEFLOW_LOG_BOOTSTRAP`` set.
 """
@@ -23,12 +27,13 @@ from sqlalchemy import delete
 
 from tideflow.connectors.sources.kafka import position as kafka_positions
 from tideflow.engine.checkpoints import encode
+from tideflow.engine.cluster import shards
 from tideflow.engine.cluster.logmode import topic_prefix
 from tideflow.engine.plan import ACTIVE
 from tideflow.engine.positions import Position
 from tideflow.errors import TerminalError
 from tideflow.store.db import Store
-from tideflow.store.models.resources import Pipeline
+from tideflow.store.models.resources import Destination, Pipeline
 from tideflow.store.models.runtime import Checkpoint, UnitStatus
 
 OffsetSpec: Any = getattr(admin, "OffsetSpec")  # noqa: B009 (untyped, not re-exported)
@@ -77,6 +82,9 @@ def rewind(store: Store, bootstrap: str, pipeline_id: str, at: datetime | None =
                 code="pipeline_active",
             )
         source_id = row.source_id
+        destination = s.get(Destination, row.destination_id)
+        code = destination.connector if destination is not None else ""
+        count, _ = shards.parse(code, row.destination_body)
         shown = s.get(UnitStatus, f"pipeline:{pipeline_id}")
         if shown is not None and shown.status == ACTIVE:
             raise TerminalError(
@@ -84,8 +92,28 @@ def rewind(store: Store, bootstrap: str, pipeline_id: str, at: datetime | None =
                 "Paused or Stopped",
                 code="pipeline_active",
             )
-    position = kafka_positions.make(offsets_at(bootstrap, source_id, at))
-    unit = f"pipeline:{pipeline_id}/log"
+    offsets = offsets_at(bootstrap, source_id, at)
+    for unit, owned in _checkpoints(f"pipeline:{pipeline_id}/log", offsets, count).items():
+        _set(store, unit, kafka_positions.make(owned))
+    return kafka_positions.make(offsets)
+
+
+def _checkpoints(unit: str, offsets: dict[str, int], count: int) -> dict[str, dict[str, int]]:
+    """The checkpoint units of a pipeline with ``count`` shards and the offsets each holds."""
+    if count <= 1:
+        return {unit: offsets}
+    return {
+        shards.checkpoint_unit(unit, k, count): {
+            key: offset
+            for key, offset in offsets.items()
+            if shards.owns(kafka_positions.partition_of(key), k, count)
+        }
+        for k in range(count)
+    }
+
+
+def _set(store: Store, unit: str, position: Position) -> None:
+    """Replace ``unit``'s checkpoint, keeping its fencing generation."""
     doc = encode(position)
     with store.session() as s:
         old = s.get(Checkpoint, unit)
@@ -96,7 +124,6 @@ def rewind(store: Store, bootstrap: str, pipeline_id: str, at: datetime | None =
                 unit=unit, version=doc["version"], position=doc["position"], generation=generation
             )
         )
-    return position
 
 
 def main() -> None:
