@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -85,32 +85,6 @@ def slot_lsn(slot: str, column: str = "confirmed_flush_lsn") -> int:
         (slot,),
     )
     return int(value) if value is not None else -1
-
-
-@pytest.fixture
-def db() -> Iterator[str]:
-    with pg.temp_database("tfsrc") as name:
-        yield name
-
-
-@pytest.fixture
-def opened() -> Iterator[Callable[..., PostgresSource]]:
-    """Open sources that are closed and dropped after the test."""
-    sources: list[PostgresSource] = []
-
-    def open_(
-        config: PostgresSourceConfig, position: dict[str, Any] | None = None
-    ) -> PostgresSource:
-        src = PostgresSource(config, name="test")
-        sources.append(src)
-        src.open(position)
-        return src
-
-    yield open_
-    for src in sources:
-        src.close()
-    for src in sources[-1:]:
-        src.drop(force=True)
 
 
 ALL_TYPES = """

@@ -8,43 +8,15 @@ read. The slot must never be confirmed past what is both acknowledged and delive
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from tests.integration.test_pg_source import commits, make_config, poll_until, slot_lsn, sql
-from tests.support import pg
-from tideflow.connectors.sources.postgres.config import PostgresSourceConfig
 from tideflow.connectors.sources.postgres.source import PostgresSource
 from tideflow.errors import TransientError
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def db() -> Iterator[str]:
-    with pg.temp_database("tfreopen") as name:
-        yield name
-
-
-@pytest.fixture
-def opened() -> Iterator[Callable[..., PostgresSource]]:
-    sources: list[PostgresSource] = []
-
-    def open_(
-        config: PostgresSourceConfig, position: dict[str, Any] | None = None
-    ) -> PostgresSource:
-        src = PostgresSource(config, name="test")
-        sources.append(src)
-        src.open(position)
-        return src
-
-    yield open_
-    for src in sources:
-        src.close()
-    for src in sources[-1:]:
-        src.drop(force=True)
 
 
 def hold(src: PostgresSource, slot: str, expected: int, seconds: float) -> None:
