@@ -11,12 +11,13 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from tests.support import kafka, pg
+from tests.support import kafka, stores
 from tideflow.engine.cluster import cleanup
 from tideflow.engine.cluster.logmode import group_id, topic_prefix
 from tideflow.store.db import Store
@@ -27,15 +28,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    name = pg.create_database("tfclean")
-    s = Store(pg.url(name))
-    try:
-        s.migrate()
+def store(tmp_path: Path) -> Iterator[Store]:
+    with stores.migrated("postgres", tmp_path, "tfclean") as s:
         yield s
-    finally:
-        s.dispose()
-        pg.drop_database(name)
 
 
 def fake_id() -> str:

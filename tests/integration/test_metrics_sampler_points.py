@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.support import pg
+from tests.support import stores
 from tideflow.engine.metrics import Metrics
 from tideflow.engine.observe import FINE, Sampler
 from tideflow.store.crypto import SecretBox
@@ -21,22 +21,10 @@ from tideflow.store.db import Store
 from tideflow.store.models.metrics import MetricPoint
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=stores.BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path}/meta.db")
-        s.migrate()
+    with stores.migrated(request.param, tmp_path, "tfmetrics") as s:
         yield s
-        s.dispose()
-        return
-    name = pg.create_database("tfmetrics")
-    s = Store(pg.url(name))
-    try:
-        s.migrate()
-        yield s
-    finally:
-        s.dispose()
-        pg.drop_database(name)
 
 
 def test_two_samplers_writing_the_same_point_keep_the_first_and_the_rest_of_the_sample(

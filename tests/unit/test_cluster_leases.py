@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.support import pg
+from tests.support import pg, stores
 from tideflow.engine.checkpoints import Checkpoints, Saved
 from tideflow.engine.cluster.leases import (
     SOURCE,
@@ -31,22 +31,10 @@ from tideflow.store.models.runtime import Checkpoint, UnitStatus
 SHORT = ClusterConfig(lease_ttl=0.5, heartbeat_interval=0.1)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=stores.BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path}/meta.db")
-        s.migrate()
+    with stores.migrated(request.param, tmp_path, "tfcluster") as s:
         yield s
-        s.dispose()
-        return
-    name = pg.create_database("tfcluster")
-    s = Store(pg.url(name))
-    try:
-        s.migrate()
-        yield s
-    finally:
-        s.dispose()
-        pg.drop_database(name)
 
 
 def test_migration_0002_creates_the_cluster_tables(store: Store) -> None:
