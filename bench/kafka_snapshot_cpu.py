@@ -20,24 +20,11 @@ import time
 from pathlib import Path
 
 import psutil
-import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from tests.support import api, kafka, pg
 from tests.support.server import Server
 
-from bench.snapshot_bench import TABLE
-
-
-def fill(db: str, rows: int) -> None:
-    with psycopg.connect(pg.dsn(db), autocommit=True) as conn:
-        conn.execute(TABLE)
-        conn.execute(
-            "INSERT INTO public.snap SELECT g, g %% 1000, (g %% 100000) + 0.25, 'new', "
-            "'note ' || g, timestamptz '2024-01-01' + g * interval '1 second' "
-            "FROM generate_series(1, %s) g",
-            (rows,),
-        )
-        conn.execute("VACUUM ANALYZE public.snap")
+from bench.snapshot_bench import fill
 
 
 def run_once(work: Path, name: str, tree: str, db: str, rows: int) -> None:
@@ -46,15 +33,7 @@ def run_once(work: Path, name: str, tree: str, db: str, rows: int) -> None:
     prefix = kafka.unique("tfsnapcpu")
     try:
         with server.client() as client:
-            source = api.create(
-                client,
-                "/sources",
-                {
-                    "name": api.unique("src"),
-                    "connector": "postgresql",
-                    "config": api.pg_source_config(db, "public.snap"),
-                },
-            )
+            source = api.create_pg_source(client, api.pg_source_config(db, "public.snap"))
             dest = api.create(
                 client,
                 "/destinations",
