@@ -10,29 +10,25 @@ instant).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.e2e.test_pg_pipeline import fold_parquet, source_ids_and_t
-from tests.support import api, cluster_diag, kafka, pg, workload
-from tests.support.server import Server, wait_until
+from tests.support import api, cluster_diag, pg, workload
+from tests.support.cluster import Cluster, running
+from tests.support.server import wait_until
 
 pytestmark = pytest.mark.integration
 
-SECRET = "cluster-test-secret-key"
 TAKEOVER_BOUND = 15.0  # seconds: the documented default (lease TTL 10 s + heartbeat 2 s)
 SOURCES = 3
 
@@ -68,127 +64,10 @@ FOR EACH ROW EXECUTE FUNCTION audit_checkpoint();
 """
 
 
-@dataclass
-class WorkerProc:
-    worker_id: str
-    data_dir: Path
-    database_url: str
-    proc: subprocess.Popen[bytes] | None = None
-    logs: list[Path] = field(default_factory=list)
-
-    def start(self) -> WorkerProc:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.data_dir / f"worker-{len(self.logs)}.log"
-        self.logs.append(log_path)
-        env = {
-            **os.environ,
-            "TIDEFLOW_SECRET_KEY": SECRET,
-            "TIDEFLOW_LOG_LEVEL": "INFO",
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "tideflow.cli.main",
-            "worker",
-            "--id",
-            self.worker_id,
-            "--database-url",
-            self.database_url,
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-        return self
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGCONT)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-
-    def tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs if p.exists())
-
-
-@dataclass
-class Cluster:
-    meta: str
-    api: Server
-    workers: dict[str, WorkerProc]
-
-    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(pg.dsn(self.meta), autocommit=True) as conn:
-            return list(conn.execute(sql, args).fetchall())
-
-    def owner(self, unit_id: str, kind: str = "source") -> tuple[str, int]:
-        rows = self.query(
-            "SELECT owner, generation FROM leases WHERE kind = %s AND unit_id = %s",
-            kind,
-            unit_id,
-        )
-        return (rows[0][0], int(rows[0][1])) if rows else ("", 0)
-
-    def held_by(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for owner, unit in self.query(
-            "SELECT owner, unit_id FROM leases WHERE kind = 'source' AND expires_at > now()"
-        ):
-            out.setdefault(owner, []).append(unit)
-        return out
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    meta = pg.create_database("tfmeta")
-    url = pg.url(meta)
-    srv = Server(
-        tmp_path / "api", database_url=url, worker=False, extra_env={"TIDEFLOW_SECRET_KEY": SECRET}
-    )
-    workers = {
-        w: WorkerProc(w, tmp_path / w, url) for w in ("w1", "w2", "w3")
-    }  # fmt: skip
-    try:
-        srv.start()
-        with psycopg.connect(pg.dsn(meta), autocommit=True) as conn:
-            conn.execute(AUDIT)
-        for w in workers.values():
-            w.start()
-        yield Cluster(meta, srv, workers)
-    finally:
-        for w in workers.values():
-            w.stop()
-        srv.stop()
-        drop_logs(meta)
-        pg.drop_database(meta)
-
-
-def drop_logs(meta: str) -> None:
-    """Delete the log-mode topics and consumer groups of the sources and pipelines in ``meta``."""
-    with contextlib.suppress(psycopg.Error), psycopg.connect(pg.dsn(meta)) as conn:
-        sources = [r[0] for r in conn.execute("SELECT id FROM sources").fetchall()]
-        pipelines = [r[0] for r in conn.execute("SELECT id FROM pipelines").fetchall()]
-        for sid in sources:
-            kafka.delete_topics_with_prefix(f"tideflow.{sid}.")
-        if pipelines:
-            client = kafka.admin()  # kept alive until the futures resolve
-            groups = [f"tideflow-pipeline-{pid}" for pid in pipelines]
-            for future in client.delete_consumer_groups(groups, request_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=40)
+    with running(tmp_path, ("w1", "w2", "w3"), AUDIT) as c:
+        yield c
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from tests.e2e.test_cluster import SECRET, Cluster, WorkerProc, drop_logs
 from tests.support import api, kafka, pg, workload
+from tests.support.cluster import Cluster, running
 from tests.support.proxy import Proxy
-from tests.support.server import Server, wait_until
+from tests.support.server import wait_until
 from tideflow.engine.cluster import replay
 from tideflow.engine.cluster.logmode import group_id
 from tideflow.store.db import Store
@@ -40,23 +40,8 @@ PROBE = "CREATE TABLE public.probe (id bigint PRIMARY KEY, at timestamptz NOT NU
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    meta = pg.create_database("tfmeta")
-    url = pg.url(meta)
-    srv = Server(
-        tmp_path / "api", database_url=url, worker=False, extra_env={"TIDEFLOW_SECRET_KEY": SECRET}
-    )
-    workers = {w: WorkerProc(w, tmp_path / w, url) for w in ("w1", "w2")}
-    try:
-        srv.start()
-        for w in workers.values():
-            w.start()
-        yield Cluster(meta, srv, workers)
-    finally:
-        for w in workers.values():
-            w.stop()
-        srv.stop()
-        drop_logs(meta)
-        pg.drop_database(meta)
+    with running(tmp_path, ("w1", "w2")) as c:
+        yield c
 
 
 class Probes:

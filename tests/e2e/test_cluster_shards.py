@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from tests.e2e.test_cluster import SECRET, Cluster, WorkerProc, drop_logs
 from tests.support import api, kafka, pg, workload
-from tests.support.server import Server, wait_until
+from tests.support.cluster import Cluster, running
+from tests.support.server import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,26 +67,8 @@ def cluster(
     # test_cluster.py.
     monkeypatch.setenv("TIDEFLOW_LEASE_TTL", "7")
     monkeypatch.setenv("TIDEFLOW_HEARTBEAT", "1")
-    meta = pg.create_database("tfmeta")
-    url = pg.url(meta)
-    srv = Server(
-        tmp_path / "api", database_url=url, worker=False, extra_env={"TIDEFLOW_SECRET_KEY": SECRET}
-    )
-    ids = [f"w{i}" for i in range(1, int(request.param) + 1)]
-    workers = {w: WorkerProc(w, tmp_path / w, url) for w in ids}
-    try:
-        srv.start()
-        with psycopg.connect(pg.dsn(meta), autocommit=True) as conn:
-            conn.execute(AUDIT)
-        for w in workers.values():
-            w.start()
-        yield Cluster(meta, srv, workers)
-    finally:
-        for w in workers.values():
-            w.stop()
-        srv.stop()
-        drop_logs(meta)
-        pg.drop_database(meta)
+    with running(tmp_path, [f"w{i}" for i in range(1, int(request.param) + 1)], AUDIT) as c:
+        yield c
 
 
 def pipeline_body(source: dict[str, Any], dest: dict[str, Any], shards: Any) -> dict[str, Any]:
