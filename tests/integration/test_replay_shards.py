@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 from sqlalchemy import select
 
-from tests.support import kafka
+from tests.support import kafka, stores
 from tideflow.engine.checkpoints import decode
 from tideflow.engine.cluster import replay
 from tideflow.engine.cluster.logmode import topic_prefix
@@ -29,10 +29,8 @@ PARTITIONS = 5
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'meta.db'}")
-    s.migrate()
-    yield s
-    s.dispose()
+    with stores.migrated("sqlite", tmp_path) as s:
+        yield s
 
 
 @pytest.fixture
