@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from tideflow.copytext import Field
+
 
 class Op(enum.StrEnum):
     """Operation codes, spelled as in the Debezium envelope."""
@@ -171,15 +173,22 @@ class Message:
 
 @dataclass(slots=True)
 class SnapshotChunk:
-    """The rows of one snapshot chunk (``op=r``), carried as Postgres COPY text lines.
+    """The rows of one snapshot chunk (``op=r``), carried as COPY text lines.
 
     Emitted by the snapshot coordinator in place of one :class:`ChangeEvent` per row, where
     the chunk sits in the stream (at its high watermark, after reconciliation). ``data`` holds
-    ``rows`` lines in COPY text format, each ending in ``\\n``, whose tab-separated fields are
-    the values of ``columns`` (the source's output text of each value, which is what the
-    ``decode`` of a line turns into event values). ``exact``: each field's text is the text
-    form of its event value (false when a value is re-encoded, e.g. bytea as base64), so a
-    destination may load the lines as they are into columns of the types it maps.
+    ``rows`` lines in COPY text format (:mod:`tideflow.copytext`), each ending in ``\\n``, whose
+    tab-separated fields are the values of ``columns`` (the source's output text of each value,
+    which is what the ``decode`` of a line turns into event values). ``exact``: each field's
+    text is the text form of its event value (false when a value is re-encoded, e.g. bytea as
+    base64), so a destination may load the lines as they are into columns of the types it maps.
+
+    ``fields``, when the source gives it, describes the lines without the source's help: one
+    :class:`~tideflow.copytext.Field` per column, in ``columns`` order and named as they are,
+    such that ``decode(line)`` maps each name to None for ``\\N`` and otherwise to the field's
+    ``convert`` of its unescaped text (the text itself when ``convert`` is None), a value of the
+    column's ``kind``. A destination may render lines from ``fields`` and ``table`` alone; when
+    ``fields`` is None it must go through ``decode`` (or :meth:`events`).
 
     A destination that cannot take a chunk gets :meth:`events` instead (the runtime expands
     it); the two carry the same rows.
@@ -194,6 +203,7 @@ class SnapshotChunk:
     key: Callable[[bytes], tuple[Any, ...]]
     commit_ts_ms: int = 0
     exact: bool = True
+    fields: tuple[Field, ...] | None = None
 
     def lines(self) -> list[bytes]:
         """One ``bytes`` per row, without its newline."""

@@ -5,11 +5,13 @@ about 8 µs a row before a message is produced (each field parsed into a Python 
 object, the value rendered back to JSON). Here the chunk is rendered column by column instead:
 the data is split into fields in one C call, each column's JSON fragments are made in one pass
 (integers, plain texts and decimals are their COPY text as is, quoted where JSON quotes them),
-and each row is one ``%`` format of a per-chunk template. Whatever cannot be proven to give the
-same bytes (a value needing escapes, an uncommon type) goes through the same converters and
-``orjson`` settings the event path uses, so every message is byte for byte what
+and each row is one ``%`` format of a per-chunk template. Only the chunk's neutral description
+(:attr:`~tideflow.events.SnapshotChunk.fields`, see :mod:`tideflow.copytext`) says how a field's
+text becomes its value; a chunk without one goes as events. Whatever cannot be proven to give the
+same bytes (a value needing escapes, an uncommon type) goes through the field's own converter and
+the ``orjson`` settings the event path uses, so every message is byte for byte what
 :meth:`~tideflow.connectors.destinations.kafka.serializer.Serializer.value` and ``key`` give
-for the chunk's events (tests/unit/test_kafka_chunks.py compares them for every type).
+for the chunk's events (tests/integration/test_kafka_chunks.py compares them for every type).
 
 The envelope around the row (source block, ``op``, ``ts_ms``, schemas) is taken from the
 serializer itself, rendered once per chunk for a probe event with a marker image.
@@ -19,18 +21,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from tideflow.connectors.destinations.kafka.serializer import Serializer
-from tideflow.connectors.sources.postgres.copy_lines import Layout, unescape
-from tideflow.connectors.sources.postgres.types import TIMESTAMPTZ
+from tideflow.copytext import NULL as _NULL
+from tideflow.copytext import Field, unescape
 from tideflow.envelope import NATIVE_KINDS, json_value, orjson_default
 from tideflow.events import ChangeEvent, Op, SnapshotChunk, TableSchema
 
-_NULL = b"\\N"
 # Bytes a JSON string must escape (orjson: quote, backslash, controls) or COPY escapes
 # (backslash); DEL is left to orjson too, to be safe. Tab and newline separate fields.
 _UNSAFE = re.compile(rb'[\x00-\x08\x0b-\x1f"\\\x7f]')
@@ -49,34 +49,33 @@ def render(
     serializer: Serializer, chunk: SnapshotChunk, topic: str, ts_ms: int
 ) -> tuple[Keys, list[bytes]] | None:
     """The chunk's message keys and values, in line order; None when this chunk cannot be
-    rendered here (its lines are not a Postgres :class:`Layout`'s): expand it to events."""
-    # The chunk's decode is its Layout's bound method: the converters of each field.
-    layout = getattr(chunk.decode, "__self__", None)
-    if not isinstance(layout, Layout) or layout.columns != chunk.columns or not chunk.rows:
+    rendered here (its source did not describe its fields): expand it to events."""
+    fields = chunk.fields
+    if fields is None or tuple(f.name for f in fields) != chunk.columns or not chunk.rows:
         return None
     table = chunk.table
     kinds = {c.name: c.kind for c in table.columns}
-    if any(name not in kinds for name in layout.columns):
+    if any(f.name not in kinds for f in fields):
         return None
     envelope = _envelope(serializer, chunk, topic, ts_ms)
     if envelope is None:
         return None
-    ncols = len(layout.columns)
+    ncols = len(fields)
     flat = chunk.data[:-1].replace(b"\n", b"\t").split(b"\t")
     if len(flat) != chunk.rows * ncols:
         return None
     columns = [flat[i::ncols] for i in range(ncols)]
     parts: list[bytes] = []
     fragments: list[Sequence[bytes]] = []
-    for name, convert, col in zip(layout.columns, layout.converters, columns, strict=True):
-        quoted, values = _fragments(kinds[name], convert, col)
-        label = orjson.dumps(name).replace(b"%", b"%%") + b":"
+    for f, col in zip(fields, columns, strict=True):
+        quoted, values = _fragments(kinds[f.name], f, col)
+        label = orjson.dumps(f.name).replace(b"%", b"%%") + b":"
         parts.append(label + (b'"%b"' if quoted else b"%b"))
         fragments.append(values)
     head, tail = envelope
     template = head + b"{" + b",".join(parts) + b"}" + tail
     values = [template % row for row in zip(*fragments, strict=True)]
-    return _keys(serializer, chunk, layout, columns, topic), values
+    return _keys(serializer, chunk, fields, columns, topic), values
 
 
 def _envelope(
@@ -92,21 +91,20 @@ def _envelope(
     return head.replace(b"%", b"%%"), tail.replace(b"%", b"%%")
 
 
-def _fragments(
-    kind: str, convert: Callable[[str], Any] | None, col: list[bytes]
-) -> tuple[bool, Sequence[bytes]]:
+def _fragments(kind: str, f: Field, col: list[bytes]) -> tuple[bool, Sequence[bytes]]:
     """One column's JSON values: (True, texts) when each is its COPY text in quotes,
     (False, fragments) otherwise."""
     nulls = _NULL in col
-    if kind == "int" and convert is int and not nulls:
-        return False, col  # Postgres prints integers as JSON does
-    plain = kind in NATIVE_KINDS and kind != "float" and convert is None
+    parse, convert = f.parse, f.convert
+    if kind == "int" and parse == "int" and not nulls:
+        return False, col  # an "int" field's text is the integer as JSON writes it
+    plain = kind in NATIVE_KINDS and kind != "float" and parse == "text"
     if plain and not nulls and _UNSAFE.search(b"\t".join(col)) is None:
         return True, col
-    decimal = convert is Decimal and kind == "decimal" and not nulls
+    decimal = parse == "decimal" and kind == "decimal" and not nulls
     if decimal and _TINY.search(b"\t".join(col)) is None:
         return True, col  # str(Decimal(text)) == text, rendered as a JSON string
-    if convert is TIMESTAMPTZ and kind == "timestamptz" and not nulls:
+    if parse == "timestamptz" and kind == "timestamptz" and not nulls:
         joined = b"\t".join(col)
         if _UTC_TIMES.fullmatch(joined) is not None:
             return True, joined.replace(b" ", b"T").replace(b"+00", b"+00:00").split(b"\t")
@@ -137,23 +135,23 @@ def _value_json(kind: str, convert: Callable[[str], Any] | None) -> Callable[[by
 def _keys(
     serializer: Serializer,
     chunk: SnapshotChunk,
-    layout: Layout,
+    fields: tuple[Field, ...],
     columns: list[list[bytes]],
     topic: str,
 ) -> Keys:
     table = chunk.table
     if not table.key:
         return [None] * chunk.rows
-    index = {name: i for i, name in enumerate(layout.columns)}
+    index = {f.name: i for i, f in enumerate(fields)}
     if any(k not in index for k in table.key):
         return [serializer.key(e, topic) for e in chunk.events()]
     if not serializer.schemas and len(table.key) == 1:
         i = index[table.key[0]]
         fmt = _int_key_format(serializer, table)
-        if fmt is not None and layout.converters[i] is int and _NULL not in columns[i]:
+        if fmt is not None and fields[i].parse == "int" and _NULL not in columns[i]:
             return list(map(fmt.__mod__, columns[i]))
     # Other keys: events holding only the key columns, through the serializer.
-    picked = [(k, layout.converters[index[k]], columns[index[k]]) for k in table.key]
+    picked = [(k, fields[index[k]].convert, columns[index[k]]) for k in table.key]
     out: Keys = []
     for n in range(chunk.rows):
         row = {k: _field(convert, col[n]) for k, convert, col in picked}

@@ -8,28 +8,14 @@ the same output styles, so the same :class:`~.types.TypeMap` converters apply.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tideflow.connectors.sources.postgres.types import Converter
+from tideflow.connectors.sources.postgres.types import Converter, parse_of
+from tideflow.copytext import NULL as _NULL
+from tideflow.copytext import Field, field_text, unescape
 
-_ESCAPE = re.compile(r"\\(.)")
-_UNESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-_NULL = b"\\N"
-
-
-def unescape(text: str) -> str:
-    if "\\" not in text:
-        return text
-    return _ESCAPE.sub(lambda m: _UNESCAPES.get(m[1], m[1]), text)
-
-
-def field_text(raw: bytes) -> str | None:
-    """One field of a line as the value's output text (None for NULL)."""
-    if raw == _NULL:
-        return None
-    return unescape(raw.decode())
+__all__ = ["Layout", "field_text", "unescape"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +26,15 @@ class Layout:
     converters: tuple[Converter | None, ...]
     nkey: int
     exact: bool  # see SnapshotChunk.exact
+    #: the lines described for destinations (SnapshotChunk.fields)
+    fields: tuple[Field, ...] = field(init=False, repr=False)
     _fields: tuple[tuple[str, Converter | None], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_fields", tuple(zip(self.columns, self.converters, strict=True)))
+        pairs = tuple(zip(self.columns, self.converters, strict=True))
+        object.__setattr__(self, "_fields", pairs)
+        described = tuple(Field(name, parse_of(convert), convert) for name, convert in pairs)
+        object.__setattr__(self, "fields", described)
 
     def decode(self, line: bytes) -> dict[str, Any]:
         """The row a line holds, as a streamed change's after image."""

@@ -297,7 +297,14 @@ class PostgresChunkReader:
         self, plan: TablePlan, layout: copy_lines.Layout, data: bytes, rows: int
     ) -> SnapshotChunk:
         return SnapshotChunk(
-            plan.schema, layout.columns, data, rows, layout.decode, layout.key, exact=layout.exact
+            plan.schema,
+            layout.columns,
+            data,
+            rows,
+            layout.decode,
+            layout.key,
+            exact=layout.exact,
+            fields=layout.fields,
         )
 
     def _reconnect(self) -> None:

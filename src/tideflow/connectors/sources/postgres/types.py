@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, Final, Literal
 
 from tideflow.connectors.sources.postgres.pgarray import parse_array
+from tideflow.copytext import Parse
 
 Converter = Callable[[str], Any]
 BinaryMode = Literal["bytes", "base64", "base64-url-safe", "hex"]
@@ -91,6 +92,22 @@ def _timestamptz(text: str) -> datetime | str:
 
 #: The timestamptz converter; :mod:`.codegen` inlines its common (UTC) case.
 TIMESTAMPTZ: Final = _timestamptz
+
+
+def parse_of(convert: Converter | None) -> Parse:
+    """What a converter of this module does to a value's text, as :mod:`tideflow.copytext`
+    describes it to destinations (Postgres prints integers and numerics in the forms that
+    module's ``int`` and ``decimal`` promise)."""
+    if convert is None:
+        return "text"
+    if convert is int:
+        return "int"
+    if convert is Decimal:
+        return "decimal"
+    if convert is _timestamptz:
+        return "timestamptz"
+    return "other"
+
 
 _PG_INTERVAL = re.compile(
     r"^(?:(?P<y>[+-]?\d+) years? ?)?(?:(?P<mo>[+-]?\d+) mons? ?)?(?:(?P<d>[+-]?\d+) days? ?)?"
