@@ -13,7 +13,9 @@ machine) by:
 
 Printed for each: wall time, rows/s, CPU seconds of the Postgres backends serving the source
 database (walsender included) and the destination database (sampled from /proc every 0.2 s;
-a backend that exits keeps its last sample), and of the client (pg_dump + psql, or Tideflow's
+a backend that exits keeps its last sample), the seconds the destination backends were ready
+to run but waited for a CPU (``/proc/<pid>/schedstat``: on a machine whose cores are all busy
+this, not CPU, separates the contenders), and the client's CPU (pg_dump + psql, or Tideflow's
 process); then the wall-time ratio of each pair.
 
 Where the destinations live (printed with the results):
@@ -81,8 +83,8 @@ class BackendCpu:
     def __init__(self, databases: list[str], port: int = pg.PORT) -> None:
         self.databases = databases
         self._conn = psycopg.connect(_dsn("postgres", port), autocommit=True)
-        self._first: dict[int, float] = {}
-        self._last: dict[int, float] = {}
+        self._first: dict[int, tuple[float, float]] = {}
+        self._last: dict[int, tuple[float, float]] = {}
         self._db: dict[int, str] = {}
         self.what: dict[int, str] = {}
         self._stop = threading.Event()
@@ -97,9 +99,10 @@ class BackendCpu:
             (self.databases,),
         ).fetchall()
         for pid, db, what in rows:
-            used = _proc_cpu(pid)
-            if used is None:
+            cpu, waited = _proc_cpu(pid), _run_queue_wait(pid)
+            if cpu is None or waited is None:
                 continue
+            used = (cpu, waited)
             self._db[pid] = db
             self.what[pid] = what
             self._first.setdefault(pid, used)
@@ -109,19 +112,25 @@ class BackendCpu:
         while not self._stop.wait(0.2):
             self._sample()
 
-    def seconds(self) -> dict[str, float]:
-        """CPU seconds per database since the start (backends already running at the start
-        count from then)."""
+    def seconds(self) -> dict[str, tuple[float, float]]:
+        """(CPU seconds, seconds waiting for a CPU) per database since the start (backends
+        already running at the start count from then)."""
         self._stop.set()
         self._thread.join()
         self._sample()
         self._conn.close()
-        out = dict.fromkeys(self.databases, 0.0)
-        for pid, used in self._last.items():
-            out[self._db[pid]] += used - self._first[pid]
+        cpu = dict.fromkeys(self.databases, 0.0)
+        waited = dict.fromkeys(self.databases, 0.0)
+        for pid, (used, wait) in self._last.items():
+            first_used, first_wait = self._first[pid]
+            cpu[self._db[pid]] += used - first_used
+            waited[self._db[pid]] += wait - first_wait
             if os.environ.get("SNAPSHOT_BENCH_BACKENDS"):
-                print(f"  {self._db[pid]:<28} {self.what[pid]:<40} {used - self._first[pid]:.2f}")
-        return out
+                print(
+                    f"  {self._db[pid]:<28} {self.what[pid]:<40} {used - first_used:.2f}"
+                    f" (waited {wait - first_wait:.2f})"
+                )
+        return {db: (cpu[db], waited[db]) for db in self.databases}
 
 
 def _proc_cpu(pid: int) -> float | None:
@@ -133,12 +142,21 @@ def _proc_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _run_queue_wait(pid: int) -> float | None:
+    """Seconds ``pid`` was runnable but not running (``schedstat``'s second field, in ns)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass
 class Run:
     wall: float
     source_cpu: float  # backends of the source database
     dest_cpu: float  # backends of the destination database
     client_cpu: float  # tideflow's process, or pg_dump + psql
+    dest_wait: float = 0.0  # destination backends runnable but waiting for a CPU
 
 
 def fill(db: str, rows: int) -> None:
@@ -236,7 +254,8 @@ def tideflow_run(
                 # Completion is recorded only after the rows are durable (invariant 1).
                 assert count(dst, port) == rows, "snapshot completed without every row"
                 client = (_proc_cpu(server.proc.pid) or 0.0) - client
-                return Run(wall, cpu.seconds()[src], dst_cpu.seconds()[dst], client)
+                (dst_used, dst_wait) = dst_cpu.seconds()[dst]
+                return Run(wall, cpu.seconds()[src][0], dst_used, client, dst_wait)
         finally:
             server.stop()
             if log_dir is not None and server.log_path is not None:
@@ -278,7 +297,8 @@ def pg_dump_run(src: str, port: int) -> Run:
         wall = time.monotonic() - began
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-        return Run(wall, cpu.seconds()[src], dst_cpu.seconds()[dst], client)
+        (dst_used, dst_wait) = dst_cpu.seconds()[dst]
+        return Run(wall, cpu.seconds()[src][0], dst_used, client, dst_wait)
 
 
 def main() -> None:
@@ -340,7 +360,7 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
     print(f"\nsource: the shared server (port {pg.PORT}); destinations: {where}")
     print(
         f"{'run':<4} {'method':<48} {'wall s':>7} {'rows/s':>10} "
-        f"{'src CPU s':>9} {'dst CPU s':>9} {'client CPU s':>12}"
+        f"{'src CPU s':>9} {'dst CPU s':>9} {'dst wait s':>10} {'client CPU s':>12}"
     )
     for i, (name, run) in enumerate(runs):
         print(f"{i // 2 + 1:<4} {_line(name, run, args.rows)}")
@@ -355,7 +375,7 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
 def _line(name: str, run: Run, rows: int) -> str:
     return (
         f"{name:<48} {run.wall:>7.1f} {rows / run.wall:>10,.0f} {run.source_cpu:>9.1f} "
-        f"{run.dest_cpu:>9.1f} {run.client_cpu:>12.1f}"
+        f"{run.dest_cpu:>9.1f} {run.dest_wait:>10.1f} {run.client_cpu:>12.1f}"
     )
 
 
