@@ -137,6 +137,8 @@ def test_incremental_snapshot_under_concurrent_writes(
         topic = done["topics"][0]
         assert topic["rows_read"] >= ROWS * 0.9
         assert topic["chunks_done"] >= 10  # 4000-row chunks (some rows were deleted meanwhile)
+        # Marked running with the table's estimate when it started (progress.start).
+        assert topic["started_at"] is not None and topic["rows_total"] >= topic["rows_read"]
         metrics = c.get(f"/sources/{sid}/metrics")
     load.join()
     assert not failures, failures

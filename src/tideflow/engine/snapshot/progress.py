@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from tideflow.store.db import Store
 from tideflow.store.models.runtime import SnapshotTable
@@ -73,14 +73,21 @@ class Progress:
             ]
 
     def start(self, task_id: str, rows_total: int) -> None:
+        # One guarded UPDATE, not read-then-write: a cancellation committed between the read
+        # and the write would be overwritten with ``running`` and the snapshot would go on.
         with self.store.session() as s:
-            row = s.get(SnapshotTable, task_id)
-            if row is None or row.status not in ACTIVE:
-                return
-            row.status = RUNNING
-            row.rows_total = max(rows_total, row.rows_read)
-            if row.started_at is None:
-                row.started_at = datetime.now(UTC)
+            s.execute(
+                update(SnapshotTable)
+                .where(SnapshotTable.id == task_id, SnapshotTable.status.in_(ACTIVE))
+                .values(
+                    status=RUNNING,
+                    rows_total=case(
+                        (SnapshotTable.rows_read > rows_total, SnapshotTable.rows_read),
+                        else_=rows_total,
+                    ),
+                    started_at=func.coalesce(SnapshotTable.started_at, datetime.now(UTC)),
+                )
+            )
 
     def advance(
         self, task_id: str, last_key: tuple[str, ...] | None, chunks_done: int, rows_read: int
