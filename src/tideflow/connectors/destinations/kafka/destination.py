@@ -229,7 +229,7 @@ class KafkaDestination(Destination[KafkaDestinationConfig]):
         """Produce a snapshot chunk rendered from its COPY text (:mod:`.chunks`) and wait for
         every acknowledgement, as :meth:`write` does; False (nothing written) when the chunk
         must go as events: in transactional mode (each batch a transaction, resume looks at
-        each event) and for chunks not of Postgres COPY text.
+        each event) and for chunks that do not describe their fields (``SnapshotChunk.fields``).
 
         invariant 1: returns only once the broker acknowledged every row, so the runtime
         checkpoints (and the snapshot records progress) after that."""
