@@ -47,9 +47,10 @@ def api(server: Server) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def engine_server(tmp_path: Path) -> Iterator[Server]:
-    """A live server with the embedded worker on SQLite, fresh for each test."""
+    """A live server with the embedded worker on SQLite, fresh for each test (a generous start
+    timeout: the machine is shared)."""
     srv = Server(tmp_path / "srv", worker=True)
-    srv.start()
+    srv.start(timeout=120)
     try:
         yield srv
     finally:

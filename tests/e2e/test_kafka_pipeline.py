@@ -15,7 +15,6 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,17 +51,6 @@ def src() -> Iterator[str]:
     with pg.temp_database("ksrc") as name:
         workload.create_schema(name)
         yield name
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Server]:
-    """A live server with its worker; a generous start timeout (the machine is shared)."""
-    srv = Server(tmp_path / "srv", worker=True)
-    srv.start(timeout=120)
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def start_pipeline(server: Server, src: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -228,11 +216,13 @@ def duplicates(records: list[Record]) -> int:
 
 
 @pytest.mark.parametrize("transactional", [False, True], ids=["idempotent", "transactional"])
-def test_survives_kill9_during_load(src: str, live: Server, transactional: bool) -> None:
+def test_survives_kill9_during_load(src: str, engine_server: Server, transactional: bool) -> None:
     prefix = kafka.unique(PREFIX + "kill") + "."
     topic = f"{prefix}public.items"
     start_pipeline(
-        live, src, kafka.dest_config(**{"topic.prefix": prefix, "transactional": transactional})
+        engine_server,
+        src,
+        kafka.dest_config(**{"topic.prefix": prefix, "transactional": transactional}),
     )
     load = threading.Thread(
         target=workload.run_pgbench, args=(src,), kwargs={"seconds": 6 * CHAOS_ROUNDS + 4}
@@ -240,8 +230,8 @@ def test_survives_kill9_during_load(src: str, live: Server, transactional: bool)
     load.start()
     for _ in range(CHAOS_ROUNDS):
         threading.Event().wait(random.uniform(1.0, 4.0))
-        live.kill9()
-        live.start(timeout=120)
+        engine_server.kill9()
+        engine_server.start(timeout=120)
     load.join()
     workload.touch_toast_rows(src)  # unchanged TOAST values must fold from earlier images
 
@@ -267,14 +257,14 @@ def test_survives_kill9_during_load(src: str, live: Server, transactional: bool)
         assert replays(committed) <= CHAOS_ROUNDS
 
 
-def test_broker_outage_reports_retrying_and_recovers(src: str, live: Server) -> None:
+def test_broker_outage_reports_retrying_and_recovers(src: str, engine_server: Server) -> None:
     proxy = kafka.BrokerProxy().start()
     prefix = kafka.unique(PREFIX + "outage") + "."
     topic = f"{prefix}public.items"
     bootstrap = f"127.0.0.1:{proxy.port}"
     try:
         pipe = start_pipeline(
-            live,
+            engine_server,
             src,
             kafka.dest_config(
                 **{
@@ -290,7 +280,7 @@ def test_broker_outage_reports_retrying_and_recovers(src: str, live: Server) -> 
         proxy.cut()
         workload.run_pgbench(src, seconds=4)
         seen: list[str] = []
-        with live.client() as c:
+        with engine_server.client() as c:
 
             def retried_twice() -> bool:
                 state, message = pipeline_status(c, pipe["id"])
@@ -310,7 +300,7 @@ def test_broker_outage_reports_retrying_and_recovers(src: str, live: Server) -> 
         proxy.restore()
         records = wait_topic_equals_source(topic, src)
         assert replays(records) <= len(seen)  # only failed batches were written again
-        with live.client() as c:
+        with engine_server.client() as c:
             wait_until(
                 lambda: pipeline_status(c, pipe["id"]) == ("Active", ""),
                 60,
@@ -320,7 +310,7 @@ def test_broker_outage_reports_retrying_and_recovers(src: str, live: Server) -> 
         proxy.stop()
 
 
-def test_topic_authorization_failure_breaks_the_pipeline(src: str, live: Server) -> None:
+def test_topic_authorization_failure_breaks_the_pipeline(src: str, engine_server: Server) -> None:
     prefix = kafka.unique(PREFIX + "denied")
     acl = (
         ResourceType.TOPIC,
@@ -336,7 +326,7 @@ def test_topic_authorization_failure_breaks_the_pipeline(src: str, live: Server)
         future.result()
     try:
         pipe = start_pipeline(
-            live,
+            engine_server,
             src,
             kafka.dest_config(
                 **{
@@ -349,7 +339,7 @@ def test_topic_authorization_failure_breaks_the_pipeline(src: str, live: Server)
             ),
         )
         workload.insert_range(src, 1, 10)
-        with live.client() as c:
+        with engine_server.client() as c:
             wait_until(
                 lambda: pipeline_status(c, pipe["id"])[0] == "Broken",
                 120,

@@ -5,7 +5,6 @@ row once, each message the ``op=r`` envelope of the row as the source holds it."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,21 +27,11 @@ def src() -> Iterator[str]:
         yield db
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "srv", worker=True)
-    srv.start(timeout=120)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def test_snapshot_to_kafka_writes_every_row_once(src: str, live: Server) -> None:
+def test_snapshot_to_kafka_writes_every_row_once(src: str, engine_server: Server) -> None:
     prefix = kafka.unique("tfsnapk") + "."
     topic = f"{prefix}public.items"
     try:
-        with live.client() as c:
+        with engine_server.client() as c:
             source = api.create_pg_source(c, api.pg_source_config(src, "public.items"))
             dest = api.create(
                 c,

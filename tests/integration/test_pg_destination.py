@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -55,20 +56,32 @@ def config(dbname: str, **extra: Any) -> PostgresDestinationConfig:
     return PostgresDestinationConfig.model_validate(values)
 
 
-@pytest.fixture
-def make(dbname: str) -> Iterator[Any]:
+@contextmanager
+def destinations(dbname: str) -> Iterator[Callable[..., PostgresDestination]]:
+    """Opens destinations on ``dbname`` (config overrides as keywords; ``fence=(unit,
+    generation)`` fences one before it opens) and closes them all on exit."""
     opened: list[PostgresDestination] = []
 
-    def factory(**extra: Any) -> PostgresDestination:
+    def factory(fence: tuple[str, int] | None = None, **extra: Any) -> PostgresDestination:
         d = PostgresDestination(config(dbname, **extra), name="test")
         d.bind_source(SourceInfo("postgresql", "src", "srcdb"))
+        if fence is not None:
+            d.fence(*fence)
         d.open()
         opened.append(d)
         return d
 
-    yield factory
-    for d in opened:
-        d.close()
+    try:
+        yield factory
+    finally:
+        for d in opened:
+            d.close()
+
+
+@pytest.fixture
+def make(dbname: str) -> Iterator[Any]:
+    with destinations(dbname) as factory:
+        yield factory
 
 
 class Events:

@@ -15,12 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.test_pg_destination import ITEMS, Events, config, item, rows
+from tests.integration.test_pg_destination import ITEMS, Events, destinations, item, rows
 from tests.support import pg
 from tideflow.connectors.destinations.postgres.destination import PostgresDestination
 from tideflow.connectors.destinations.postgres.fence import TABLE, application_name
 from tideflow.engine.errors import Fenced
-from tideflow.envelope import SourceInfo
 from tideflow.events import Op
 
 pytestmark = pytest.mark.integration
@@ -36,19 +35,8 @@ def dbname() -> Iterator[str]:
 
 @pytest.fixture
 def owner(dbname: str) -> Iterator[Any]:
-    opened: list[PostgresDestination] = []
-
-    def factory(generation: int) -> PostgresDestination:
-        d = PostgresDestination(config(dbname), name="test")
-        d.bind_source(SourceInfo("postgresql", "src", "srcdb"))
-        d.fence(UNIT, generation)
-        d.open()
-        opened.append(d)
-        return d
-
-    yield factory
-    for d in opened:
-        d.close()
+    with destinations(dbname) as factory:
+        yield lambda generation: factory(fence=(UNIT, generation))
 
 
 def test_an_earlier_owner_writes_nothing_once_a_newer_one_claimed(owner: Any, dbname: str) -> None:
