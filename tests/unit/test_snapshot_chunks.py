@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tideflow.connectors.sources.postgres.copy_lines import Layout, unescape
+from tideflow.connectors.sources.postgres.copy_lines import Layout
+from tideflow.copytext import unescape
 from tideflow.engine.snapshot import chunks
 from tideflow.engine.snapshot.window import Window
 from tideflow.events import UNCHANGED, ChangeEvent, Column, Op, SnapshotChunk, TableSchema

@@ -15,7 +15,7 @@ from tideflow.connectors.sources.postgres.types import Converter, parse_of
 from tideflow.copytext import NULL as _NULL
 from tideflow.copytext import Field, field_text, unescape
 
-__all__ = ["Layout", "field_text", "unescape"]
+__all__ = ["Layout"]
 
 
 @dataclass(frozen=True)
