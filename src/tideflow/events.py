@@ -9,8 +9,10 @@ runtime batches records and only ever acknowledges upstream a :class:`Commit` po
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -192,6 +194,13 @@ class SnapshotChunk:
 
     A destination that cannot take a chunk gets :meth:`events` instead (the runtime expands
     it); the two carry the same rows.
+
+    ``ends`` set makes it a *binary* chunk (ADR 0005): ``data`` is rows of ``COPY ... (FORMAT
+    binary)`` without the stream's header and trailer, row ``i`` ending at ``ends[i]``, and
+    ``fields`` is None. ``decode`` and ``key`` take one such row and give what they give for
+    the row's text line. Sources send binary chunks only where every pipeline loads them as
+    they are (see ``takes_binary_chunks`` on destinations); anything else goes through
+    :meth:`events`.
     """
 
     table: TableSchema
@@ -204,10 +213,40 @@ class SnapshotChunk:
     commit_ts_ms: int = 0
     exact: bool = True
     fields: tuple[Field, ...] | None = None
+    ends: Sequence[int] | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.ends is not None
 
     def lines(self) -> list[bytes]:
-        """One ``bytes`` per row, without its newline."""
+        """One ``bytes`` per row (text: without its newline)."""
+        if self.ends is not None:
+            data, ends = self.data, self.ends
+            return [data[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=False)]
         return self.data.split(b"\n")[:-1] if self.data else []
+
+    def parts(self, count: int) -> list[bytes]:
+        """``data`` cut between rows into at most ``count`` pieces of about equal size."""
+        if self.ends is None:
+            return _split_lines(self.data, count)
+        ends, out, start = self.ends, [], 0
+        for i in range(1, count):
+            cut = ends[len(ends) * i // count - 1] if len(ends) * i // count else 0
+            if cut > start:
+                out.append(self.data[start:cut])
+                start = cut
+        if start < len(self.data):
+            out.append(self.data[start:])
+        return out
+
+    def keeping(self, lines: list[bytes]) -> SnapshotChunk:
+        """This chunk with only ``lines`` (some of :meth:`lines`, in order)."""
+        if self.ends is None:
+            data = b"\n".join(lines) + b"\n" if lines else b""
+            return dataclasses.replace(self, data=data, rows=len(lines))
+        ends = list(itertools.accumulate(map(len, lines)))
+        return dataclasses.replace(self, data=b"".join(lines), rows=len(lines), ends=ends)
 
     def events(self) -> list[ChangeEvent]:
         decode, table, ts = self.decode, self.table, self.commit_ts_ms
@@ -216,6 +255,21 @@ class SnapshotChunk:
 
 
 Record = ChangeEvent | Commit | Message | SnapshotChunk
+
+
+def _split_lines(data: bytes, parts: int) -> list[bytes]:
+    """``data`` (whole lines) cut at line ends into ``parts`` pieces of about equal size."""
+    out: list[bytes] = []
+    start = 0
+    for i in range(1, parts):
+        cut = data.find(b"\n", max(start, len(data) * i // parts - 1)) + 1
+        if cut <= start:
+            break
+        out.append(data[start:cut])
+        start = cut
+    if start < len(data):
+        out.append(data[start:])
+    return out
 
 
 @dataclass(slots=True)

@@ -35,10 +35,19 @@ ROWS = 50_000
 
 
 @pytest.fixture
-def dbs() -> Iterator[tuple[str, str]]:
+def dbs(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """Source and destination databases; the source's ``items`` in plain types (read as binary
+    COPY chunks) when the test parametrizes ``dbs`` with True."""
     with pg.temp_database("src") as src, pg.temp_database("dst") as dst:
-        workload.create_schema(src)
+        workload.create_schema(src, plain=getattr(request, "param", False))
         yield src, dst
+
+
+# Tests that run on both chunk formats (ADR 0005): the workload's items read as COPY text, and
+# the same columns in types read as binary COPY.
+both_formats = pytest.mark.parametrize(
+    "dbs", [False, True], ids=["text-chunks", "binary-chunks"], indirect=True
+)
 
 
 def start(
@@ -118,6 +127,7 @@ def converges(src: str, dst: str, table: str = "items", timeout: float = 120) ->
     wait_until(same, timeout, interval=0.5, what=f"destination {table} to equal source")
 
 
+@both_formats
 def test_incremental_snapshot_under_concurrent_writes(
     dbs: tuple[str, str], engine_server: Server
 ) -> None:
@@ -151,6 +161,7 @@ def test_incremental_snapshot_under_concurrent_writes(
 
 # 2000 rows: chunks split between two destination connections (bulk._SPLIT_ROWS).
 @pytest.mark.parametrize("chunk", [1000, 2000], ids=["one-writer", "split-chunks"])
+@both_formats
 def test_snapshot_resumes_after_kill9(
     dbs: tuple[str, str], engine_server: Server, chunk: int
 ) -> None:
@@ -536,6 +547,7 @@ def test_chunk_loader_parts_on_parallel_connections(dbs: tuple[str, str]) -> Non
     assert workload.checksum(dst) == workload.checksum(src)
 
 
+@both_formats
 def test_parallel_chunk_loads_under_concurrent_writes(
     dbs: tuple[str, str], engine_server: Server
 ) -> None:

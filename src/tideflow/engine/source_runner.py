@@ -36,7 +36,7 @@ from tideflow.engine.positions import Position
 from tideflow.engine.retry import Backoff, wait
 from tideflow.engine.snapshot import coordinator as snapshot
 from tideflow.envelope import SourceInfo
-from tideflow.errors import TerminalError, TideflowError
+from tideflow.errors import Invalid, TerminalError, TideflowError
 from tideflow.events import Batch, ChangeEvent
 from tideflow.settings import get_settings
 from tideflow.store.db import Store
@@ -67,6 +67,21 @@ def make_source(source: Connector) -> Source[Any]:
         kwargs["state_dir"] = state_dir(source.id)
     instance: Source[Any] = cls(source.config, **kwargs)
     return instance
+
+
+def binary_chunks(plans: list[PipelinePlan]) -> bool:
+    """Whether every pipeline loads binary snapshot chunks as they are (ADR 0005): none has
+    transforms (they work on rows) and every destination declares ``takes_binary_chunks``."""
+    for plan in plans:
+        if plan.transforms:
+            return False
+        try:
+            cls = registry.load_implementation(registry.get("destination", plan.destination.code))
+        except (Invalid, ImportError, AttributeError):  # failing elsewhere anyway
+            return False
+        if not getattr(cls, "takes_binary_chunks", False):
+            return False
+    return bool(plans)
 
 
 def state_dir(source_id: str) -> Path:
@@ -184,7 +199,11 @@ class SourceRunner:
                 start = self._open_position()
                 src.open(start)
                 self._snap = snapshot.attach(
-                    self.source.id, src, services_store(self.services), self._stop.is_set
+                    self.source.id,
+                    src,
+                    services_store(self.services),
+                    self._stop.is_set,
+                    binary_chunks(self.plans),
                 )
                 opened_once = True
                 opened_at = time.monotonic()

@@ -1,15 +1,14 @@
-"""DBLog reconciliation of a chunk read as COPY text (:class:`~tideflow.events.SnapshotChunk`).
+"""DBLog reconciliation of a chunk read with COPY (:class:`~tideflow.events.SnapshotChunk`).
 
 The same rules as :meth:`.window.Window.survivors`, without turning every line into a row:
-only the key fields of a line are parsed, and only when the window saw changes of the table.
+only the key fields of a line (a text line or a binary row) are parsed, and only when the
+window saw changes of the table.
 A line whose key the window deleted is dropped; a line whose key the window changed leaves the
 chunk and is emitted as one ``op=r`` event with the window's changes merged on top (its state
 at the high watermark); every other line stays in the chunk as it was read.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from tideflow.engine.snapshot.window import Window
 from tideflow.events import ChangeEvent, Op, SnapshotChunk
@@ -42,7 +41,6 @@ def survivors(chunk: SnapshotChunk, window: Window) -> list[SnapshotChunk | Chan
     if len(kept) == chunk.rows:
         out.append(chunk)
     elif kept:
-        data = b"\n".join(kept) + b"\n"
-        out.append(dataclasses.replace(chunk, data=data, rows=len(kept)))
+        out.append(chunk.keeping(kept))
     out.extend(moved)
     return out

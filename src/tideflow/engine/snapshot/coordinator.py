@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tideflow.engine import positions
@@ -488,11 +489,16 @@ class Coordinator:
 
 
 def attach(
-    source_id: str, source: object, store: Store, stopping: Callable[[], bool]
+    source_id: str,
+    source: object,
+    store: Store,
+    stopping: Callable[[], bool],
+    binary_chunks: bool = False,
 ) -> Coordinator | None:
     """A started coordinator for a source that offers ``snapshot_readers()``, else None.
 
-    Called on the source runner thread right after ``Source.open``.
+    Called on the source runner thread right after ``Source.open``. ``binary_chunks``: every
+    pipeline of the source loads binary chunks as they are (see :mod:`.reader`).
     """
     offer = getattr(source, "snapshot_readers", None)
     if offer is None:
@@ -500,9 +506,18 @@ def attach(
     readers = offer()
     if not isinstance(readers, Readers):
         return None
+    if binary_chunks:
+        readers = dataclasses.replace(readers, factory=partial(_binary_reader, readers.factory))
     coordinator = Coordinator(source_id, store, readers, stopping)
     coordinator.start()
     return coordinator
+
+
+def _binary_reader(factory: ReaderFactory) -> ChunkReader:
+    reader = factory()
+    if hasattr(reader, "binary_chunks"):
+        reader.binary_chunks = True
+    return reader
 
 
 __all__ = ["CANCELLED", "Coordinator", "Readers", "attach"]

@@ -9,7 +9,9 @@ values converted exactly as the streaming decoder converts them, so a chunk row'
 the key of a streamed change of the same row. A reader may return a chunk's rows as one
 :class:`~tideflow.events.SnapshotChunk` of COPY text instead (whose ``decode`` gives those
 same dicts): the engine then reconciles and emits the text, and only destinations that cannot
-load it get events.
+load it get events. A reader with an attribute ``binary_chunks`` may return binary chunks
+(``SnapshotChunk.ends`` set) once the engine sets it True, which it does only when every
+pipeline of the source loads binary chunks as they are (ADR 0005).
 """
 
 from __future__ import annotations

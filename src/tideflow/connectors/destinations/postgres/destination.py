@@ -53,6 +53,9 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
     connector = "postgresql"
     #: the runtime hands snapshot chunks over as they are (see :meth:`write`)
     takes_chunks = True
+    #: binary COPY chunks load as they are too (ADR 0005, :mod:`.bulk`); a chunk that cannot
+    #: (another column type here, a metadata default changed) goes row by row
+    takes_binary_chunks = True
 
     def __init__(self, config: PostgresDestinationConfig, *, name: str) -> None:
         super().__init__(config, name=name)

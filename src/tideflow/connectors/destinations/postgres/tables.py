@@ -12,7 +12,7 @@ wide already. Columns are never narrowed nor changed to another family.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 TS_COLUMN = "__source_ts_ms"
 LSN_COLUMN = "__source_lsn"
 DELETED_COLUMN = "__deleted"
+#: ``__source_ts_ms``'s default: the chunk time a snapshot load sets with ``SET LOCAL`` (NULL
+#: in any other session), so binary COPY chunks need no per-row metadata (ADR 0005).
+TS_SETTING = "tideflow.ts_ms"
+TS_DEFAULT = f"(NULLIF(current_setting('{TS_SETTING}', true), ''))::bigint"
 
 
 @dataclass
@@ -38,6 +42,7 @@ class DestTable:
     columns: dict[str, str]  # column → type as the catalogue formats it
     key: tuple[str, ...]  # columns identifying a row (the primary key in upsert mode)
     has_pk: bool
+    defaults: dict[str, str] = field(default_factory=dict)  # column → default expression
 
     @property
     def qualified(self) -> sql.Identifier:
@@ -92,7 +97,7 @@ class Catalog:
         wanted = {self.ident(c.name): column_type(c) for c in table.columns}
         meta = {}
         if cfg.metadata_columns:
-            meta = {TS_COLUMN: "bigint", LSN_COLUMN: "bigint"}
+            meta = {TS_COLUMN: f"bigint DEFAULT {TS_DEFAULT}", LSN_COLUMN: "bigint"}
         if cfg.soft_delete:
             meta[DELETED_COLUMN] = "boolean DEFAULT false"
         key = self.key_of(table)
@@ -127,11 +132,27 @@ class Catalog:
                         )
                     )
                 wider = cfg.schema_evolution == "basic" and self._widen(dest, wanted)
-                if not new and not wider:
+                stamped = self._stamp_default(dest)
+                if not new and not wider and not stamped:
                     return dest
         loaded = self._load(name, key)
         assert loaded is not None
         return loaded
+
+    def _stamp_default(self, dest: DestTable) -> bool:
+        """Give a ``__source_ts_ms`` without a default (a table created before snapshot loads
+        used it) the default :data:`TS_DEFAULT`; whether it did. A default the user set is
+        left alone (binary chunks then go row by row, see :mod:`.bulk`)."""
+        if not self.config.metadata_columns:
+            return False
+        if TS_COLUMN not in dest.columns or TS_COLUMN in dest.defaults:
+            return False
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                dest.qualified, sql.Identifier(TS_COLUMN), sql.SQL(TS_DEFAULT)
+            )
+        )
+        return True
 
     def _widen(self, dest: DestTable, wanted: dict[str, str]) -> bool:
         """Change columns narrower than the source's to the wider type; whether any changed."""
@@ -178,8 +199,10 @@ class Catalog:
 
     def _load(self, name: str, key: tuple[str, ...]) -> DestTable | None:
         rows = self.conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+            "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
             "ORDER BY a.attnum",
             (self.config.schema_name, name),
@@ -199,6 +222,7 @@ class Catalog:
             {str(r[0]): str(r[1]) for r in rows},
             key,
             has_pk=bool(pk_row and pk_row[0]),
+            defaults={str(r[0]): str(r[2]) for r in rows if r[2] is not None},
         )
         self._tables[name] = dest
         return dest

@@ -90,18 +90,3 @@ class Writers:
             self._pool = None
         for i in range(self.size):
             self._drop(i)
-
-
-def split(data: bytes, parts: int) -> list[bytes]:
-    """``data`` (whole lines) cut at line ends into ``parts`` pieces of about equal size."""
-    out: list[bytes] = []
-    start = 0
-    for i in range(1, parts):
-        cut = data.find(b"\n", max(start, len(data) * i // parts - 1)) + 1
-        if cut <= start:
-            break
-        out.append(data[start:cut])
-        start = cut
-    if start < len(data):
-        out.append(data[start:])
-    return out
