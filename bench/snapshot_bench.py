@@ -202,7 +202,13 @@ def count(db: str, port: int = pg.PORT) -> int:
 
 
 def tideflow_run(
-    src: str, rows: int, chunk: int | None, parallelism: int, log_dir: Path | None, port: int
+    src: str,
+    rows: int,
+    chunk: int | None,
+    parallelism: int,
+    log_dir: Path | None,
+    port: int,
+    load_connections: int | None = None,
 ) -> Run:
     with dest_database("snapdst", port) as dst, tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "srv", worker=True)
@@ -227,7 +233,14 @@ def tideflow_run(
                     {
                         "name": api.unique("snapdst"),
                         "connector": "postgresql",
-                        "config": api.pg_destination_config(dst, port=port),
+                        "config": {
+                            **api.pg_destination_config(dst, port=port),
+                            **(
+                                {"snapshot.load.connections": load_connections}
+                                if load_connections is not None
+                                else {}
+                            ),
+                        },
                     },
                 )
                 pipe = api.create_pipeline(c, source, dest)
@@ -307,6 +320,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, help="snapshot.chunk.size (default: the source's)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument(
+        "--load-connections",
+        type=int,
+        help="the destination's snapshot.load.connections (default: the destination's)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="alternate pg_dump | psql and Tideflow N times"
     )
     parser.add_argument("--log-dir", type=Path, help="keep Tideflow's server logs here")
@@ -345,6 +363,9 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
     default = PostgresSourceConfig.model_fields["snapshot_chunk_size"].default
     chunk = f"default {default:,}" if args.chunk is None else f"{args.chunk:,}"
     tideflow = f"tideflow (chunk {chunk}, parallelism {args.parallelism})"
+    if args.load_connections is not None:
+        load = args.load_connections
+        tideflow = f"tideflow (chunk {chunk}, par. {args.parallelism}, load {load})"
     runs: list[tuple[str, Run]] = []
     with pg.temp_database("snapsrc") as src:
         print(f"filling {args.rows:,} rows ...", flush=True)
@@ -352,7 +373,15 @@ def _compare(args: argparse.Namespace, port: int, where: str) -> None:
         for i in range(args.repeat):
             # Alternated on a shared machine, so both see the same background load.
             runs.append(("pg_dump | psql", pg_dump_run(src, port)))
-            run = tideflow_run(src, args.rows, args.chunk, args.parallelism, args.log_dir, port)
+            run = tideflow_run(
+                src,
+                args.rows,
+                args.chunk,
+                args.parallelism,
+                args.log_dir,
+                port,
+                args.load_connections,
+            )
             runs.append((tideflow, run))
             ratio = runs[-1][1].wall / runs[-2][1].wall
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())

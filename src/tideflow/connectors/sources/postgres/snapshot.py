@@ -60,6 +60,7 @@ SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
 WHERE pg_xact_status(x) <> 'in progress'
 """
 _SETTLE_TRIES = 200
+_INTEGER_KEYS = frozenset({"int2", "int4", "int8"})
 T = TypeVar("T")
 
 
@@ -74,6 +75,7 @@ class PostgresChunkReader:
         self._conv: dict[str, tuple[TablePlan, list[tuple[str, Any]]]] = {}
         self._layouts: dict[str, tuple[TablePlan, copy_lines.Layout]] = {}
         self._binary: dict[str, tuple[TablePlan, copy_binary.BinaryLayout | None]] = {}
+        self._spans: dict[str, tuple[TablePlan, list[int] | None]] = {}
         #: read incremental chunks in binary where the table allows (set by the engine when
         #: every pipeline of the source loads binary chunks, ADR 0005)
         self.binary_chunks = False
@@ -130,6 +132,18 @@ class PostgresChunkReader:
     def boundary(
         self, plan: TablePlan, after: TextKey | None, size: int, predicate: str | None
     ) -> TextKey | None:
+        span = None if predicate else self._span(plan)
+        if span is not None:
+            # An integer primary key holds at most `size` rows in `size` consecutive values,
+            # so arithmetic bounds keep chunks within the memory bound (invariant 6) without
+            # reading `size` keys per chunk to find the next bound.
+            upto = (span[0] if after is None else int(after[0])) + size
+            if upto >= span[1]:
+                highest = self._highest(plan)  # rows may have been added since
+                if highest is None or upto >= highest:
+                    return None  # the last chunk: everything after `after`
+                span[1] = highest
+            return (str(upto),)
         query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {} LIMIT 1").format(
             _key_text(plan),
             _ident(plan.schema.name),
@@ -139,6 +153,35 @@ class PostgresChunkReader:
         )
         row = self._conn.execute(query, _params(after, None)).fetchone()
         return tuple(row) if row is not None else None
+
+    def _span(self, plan: TablePlan) -> list[int] | None:
+        """[lowest key - 1, highest key] of a table chunked by key value, or None to chunk by
+        row count: only a one-column integer primary key with at least half its value range
+        used (the row estimate), where value ranges of `size` hold about `size` rows."""
+        cached = self._spans.get(plan.schema.name)
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        span = None
+        key = plan.key
+        integer = len(key) == 1 and _type_of(plan, key[0]) in _INTEGER_KEYS
+        if integer and key == plan.schema.key and plan.estimate > 0:
+            query = sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
+                k=sql.Identifier(key[0]), t=_ident(plan.schema.name)
+            )
+            row = self._conn.execute(query).fetchone()
+            if row is not None and row[0] is not None:
+                low, high = int(row[0]), int(row[1])
+                if high - low + 1 <= 2 * plan.estimate:
+                    span = [low - 1, high]
+        self._spans[plan.schema.name] = (plan, span)
+        return span
+
+    def _highest(self, plan: TablePlan) -> int | None:
+        query = sql.SQL("SELECT max({}) FROM {}").format(
+            sql.Identifier(plan.key[0]), _ident(plan.schema.name)
+        )
+        row = self._conn.execute(query).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else None
 
     def watermark(self, body: str) -> None:
         self._conn.execute("SELECT pg_logical_emit_message(true, %s, %s)", (PREFIX, body))
