@@ -342,7 +342,7 @@ def main() -> None:
         if args.dest_port is not None:
             port, where = args.dest_port, f"the server on port {args.dest_port}"
         elif args.dest == "private":
-            port = stack.enter_context(pgcluster.throwaway_cluster(**_DEST_SETTINGS))
+            port = stack.enter_context(pgcluster.throwaway_cluster(**DEST_SETTINGS))
             where = f"a second Postgres server on this machine (port {port}, started for the run)"
         else:
             port, where = pg.PORT, "the source's own server"
@@ -350,7 +350,7 @@ def main() -> None:
 
 
 # The shared server's settings that matter for a bulk load; durability as in production.
-_DEST_SETTINGS = {
+DEST_SETTINGS = {
     "fsync": "on",
     "synchronous_commit": "on",
     "shared_buffers": "256MB",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from tests.support import pg
+from tests.support import pg, pgcluster
 from tests.support.server import wait_until
 
 from bench import snapshot_bench
@@ -341,28 +341,29 @@ def latency(
 
 
 def _tideflow_snapshot_pg(
-    ctx: Context, src: str, rows: int, extra: dict[str, Any]
+    ctx: Context, src: str, rows: int, extra: dict[str, Any], port: int
 ) -> dict[str, Any]:
-    """Tideflow snapshot into Postgres (the pg_dump | psql comparison), checksummed."""
+    """Tideflow snapshot into Postgres on ``port`` (the pg_dump | psql comparison),
+    checksummed."""
     tf = ctx.tideflow
     cols = "id, account, amount::numeric(12,2), status, note, created::timestamptz"
     want = pg.table_checksum(src, SNAP_TABLE, cols, "id")
-    with pg.temp_database("cmpsnapdst") as dst:
+    with snapshot_bench.dest_database("cmpsnapdst", port) as dst:
         run = tf.start(
             src,
             SNAP_TABLE,
             "unused",
-            destination={"connector": "postgresql", "config": pg_dest(dst)},
+            destination={"connector": "postgresql", "config": pg_dest(dst, port)},
             **extra,
         )
         sampler = Sampler(tf.pid)
         began = time.monotonic()
         tf.snapshot(run)
         wait_until(lambda: tf.snapshot_done(run), 7200, interval=0.5, what="snapshot completed")
-        wait_until(lambda: snapshot_bench.count(dst, pg.PORT) >= rows, 600, 0.5, what="rows copied")
+        wait_until(lambda: snapshot_bench.count(dst, port) >= rows, 600, 0.5, what="rows copied")
         wall = time.monotonic() - began
         rss, cpu = sampler.stop()
-        got = pg.table_checksum(dst, SNAP_TABLE, cols, "id")
+        got = pg.table_checksum(dst, SNAP_TABLE, cols, "id", port=port)
         tf.stop(run)
     return {
         "ok": got == want,
@@ -373,10 +374,10 @@ def _tideflow_snapshot_pg(
     }
 
 
-def pg_dest(dbname: str) -> dict[str, Any]:
+def pg_dest(dbname: str, port: int | None = None) -> dict[str, Any]:
     from tests.support import api
 
-    return api.pg_destination_config(dbname)
+    return api.pg_destination_config(dbname, port=port)
 
 
 def _tideflow_snapshot_kafka(
@@ -463,8 +464,14 @@ def snapshot(
     dbz_rows = min(rows, debezium_rows)
     dbz_table = SNAP_TABLE if dbz_rows == rows else f"{SNAP_TABLE}_debezium"
     runs: list[dict[str, Any]] = []
-    with pg.temp_database("cmpsnap") as src:
-        log(f"  filling {rows:,} rows ...")
+    # Both loads into Postgres go to a second server, as bench.snapshot_bench runs them: on
+    # the source's own server Tideflow's walsender would also decode the WAL the load writes,
+    # which neither pg_dump | psql nor a deployment with its own destination server pays.
+    with (
+        pg.temp_database("cmpsnap") as src,
+        pgcluster.throwaway_cluster(**snapshot_bench.DEST_SETTINGS) as port,
+    ):
+        log(f"  filling {rows:,} rows; destinations on a second server (port {port}) ...")
         snapshot_bench.fill(src, rows)
         source = source_state(src, SNAP_TABLE, SNAP_COLUMNS)
         dbz_source = source
@@ -478,8 +485,11 @@ def snapshot(
                 conn.execute(f"VACUUM ANALYZE {dbz_table}")
             dbz_source = source_state(src, dbz_table, SNAP_COLUMNS)
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "pg_dump_psql": lambda: _pg_dump(src),
-            "tideflow_to_postgres": lambda: _tideflow_snapshot_pg(ctx, src, rows, extra),
+            "pg_dump_psql": lambda: _pg_dump(src, port),
+            # Into Postgres with the source's default chunk size, as bench.snapshot_bench runs.
+            "tideflow_to_postgres": lambda: _tideflow_snapshot_pg(
+                ctx, src, rows, {"snapshot.parallelism": 2}, port
+            ),
             "tideflow_to_kafka": lambda: _tideflow_snapshot_kafka(ctx, src, rows, source, extra),
             "debezium_to_kafka": lambda: _debezium_snapshot_kafka(
                 ctx, src, dbz_table, dbz_rows, dbz_source
@@ -498,9 +508,9 @@ def snapshot(
     return runs
 
 
-def _pg_dump(src: str) -> dict[str, Any]:
-    # Destination on the same server as the source, as Tideflow's (see the Snapshot method).
-    run = snapshot_bench.pg_dump_run(src, pg.PORT)
+def _pg_dump(src: str, port: int) -> dict[str, Any]:
+    # Destination on the same server as Tideflow's (see the Snapshot method).
+    run = snapshot_bench.pg_dump_run(src, port)
     return {
         "ok": True,
         "detail": "baseline (psql ON_ERROR_STOP=1 exited 0)",

@@ -16,8 +16,8 @@ USER = "postgres"
 PASSWORD = "postgres"
 
 
-def dsn(dbname: str = "postgres") -> str:
-    return f"host={HOST} port={PORT} user={USER} password={PASSWORD} dbname={dbname}"
+def dsn(dbname: str = "postgres", port: int | None = None) -> str:
+    return f"host={HOST} port={port or PORT} user={USER} password={PASSWORD} dbname={dbname}"
 
 
 def url(dbname: str) -> str:
@@ -69,10 +69,10 @@ def temp_database(prefix: str = "tf") -> Iterator[str]:
 
 
 def table_checksum(
-    dbname: str, table: str, columns: str = "*", order_by: str = "1"
+    dbname: str, table: str, columns: str = "*", order_by: str = "1", port: int | None = None
 ) -> tuple[int, str]:
     """(row count, md5 of all rows in key order) — compare source and destination contents."""
-    with psycopg.connect(dsn(dbname)) as conn:
+    with psycopg.connect(dsn(dbname, port)) as conn:
         row = conn.execute(
             # The alias must not be a column name: a column `t` would shadow the whole-row
             # reference and only that column would be compared.

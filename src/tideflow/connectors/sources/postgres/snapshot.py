@@ -205,12 +205,8 @@ class PostgresChunkReader:
         statement = query.as_bytes(self._conn)
         if binary is not None:
             data, ends = self._settled(lambda: self._copy_rows(statement))
-            chunk = self._chunk(plan, layout, data, len(ends))
-            chunk.decode, chunk.key, chunk.fields, chunk.ends = (
-                binary.decode,
-                binary.key,
-                None,
-                ends,
+            chunk = SnapshotChunk(
+                plan.schema, layout.columns, data, len(ends), binary.decode, binary.key, ends=ends
             )
             tail = data[ends[-2] if len(ends) > 1 else 0 :]
             return ChunkRows([], binary.key_text(tail) if ends else None, chunk)
@@ -257,12 +253,8 @@ class PostgresChunkReader:
             cached = self._layouts[plan.schema.name] = (plan, layout)
         return cached[1]
 
-    def _copy_out(self, statement: bytes) -> bytes:
-        """Run a ``COPY ... TO STDOUT`` and return its data.
-
-        Straight on libpq: psycopg's ``Copy`` iterator costs about 1 µs of Python per row (a
-        generator and a wait per message); this loop about 0.4 µs (measured on 500k rows).
-        """
+    def _start_copy(self, statement: bytes) -> pq.abc.PGconn:
+        """Send a ``COPY ... TO STDOUT`` and wait until its data flows; the libpq connection."""
         pgconn = self._conn.pgconn
         pgconn.send_query(statement)
         self._await(pgconn)
@@ -270,6 +262,15 @@ class PostgresChunkReader:
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
             self._finish(pgconn, result)
             raise SnapshotError("COPY did not start")  # _finish raised the server's error
+        return pgconn
+
+    def _copy_out(self, statement: bytes) -> bytes:
+        """Run a ``COPY ... TO STDOUT`` and return its data.
+
+        Straight on libpq: psycopg's ``Copy`` iterator costs about 1 µs of Python per row (a
+        generator and a wait per message); this loop about 0.4 µs (measured on 500k rows).
+        """
+        pgconn = self._start_copy(statement)
         buf = bytearray()
         get, sock = pgconn.get_copy_data, pgconn.socket
         while True:
@@ -287,13 +288,7 @@ class PostgresChunkReader:
     def _copy_rows(self, statement: bytes) -> tuple[bytes, list[int]]:
         """Run a binary ``COPY ... TO STDOUT``: its rows without header and trailer, and where
         each row ends (libpq hands over one row per call; noting its end costs ~50 ns)."""
-        pgconn = self._conn.pgconn
-        pgconn.send_query(statement)
-        self._await(pgconn)
-        result = pgconn.get_result()
-        if result is None or result.status != pq.ExecStatus.COPY_OUT:
-            self._finish(pgconn, result)
-            raise SnapshotError("COPY did not start")
+        pgconn = self._start_copy(statement)
         buf = bytearray()
         ends: list[int] = []
         get, sock, note = pgconn.get_copy_data, pgconn.socket, ends.append
@@ -395,13 +390,7 @@ class PostgresChunkReader:
 
     def _copy_lines(self, statement: bytes, size: int) -> Iterator[tuple[bytes, int]]:
         """A ``COPY ... TO STDOUT``'s data, ``size`` lines at a time (see :meth:`_copy_out`)."""
-        pgconn = self._conn.pgconn
-        pgconn.send_query(statement)
-        self._await(pgconn)
-        result = pgconn.get_result()
-        if result is None or result.status != pq.ExecStatus.COPY_OUT:
-            self._finish(pgconn, result)
-            raise SnapshotError("COPY did not start")
+        pgconn = self._start_copy(statement)
         buf = bytearray()
         rows = 0
         get, sock = pgconn.get_copy_data, pgconn.socket
