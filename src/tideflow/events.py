@@ -232,7 +232,8 @@ class SnapshotChunk:
             return _split_lines(self.data, count)
         ends, out, start = self.ends, [], 0
         for i in range(1, count):
-            cut = ends[len(ends) * i // count - 1] if len(ends) * i // count else 0
+            row = len(ends) * i // count  # the part ends after this many rows
+            cut = ends[row - 1] if row else 0
             if cut > start:
                 out.append(self.data[start:cut])
                 start = cut

@@ -386,7 +386,8 @@ def test_copy_chunk_decodes_to_the_row_by_row_values(
 def _rows_by_select(reader: PostgresChunkReader, plan: TablePlan) -> list[dict[str, Any]]:
     """The table row by row as the streaming decoder converts values: each column's output
     text (``format('%s')``, what pgoutput sends) through the source's converters."""
-    converters = reader._converters(plan)
+    layout, _ = reader._layout(plan)
+    converters = list(zip(layout.columns, layout.converters, strict=True))
     columns = sql.SQL(", ").join(
         sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END").format(
             c=sql.Identifier(name)

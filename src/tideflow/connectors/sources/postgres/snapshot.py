@@ -27,7 +27,7 @@ import select
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg import pq, sql
@@ -72,9 +72,9 @@ class PostgresChunkReader:
         self._conn = connection.connect_sql(config)
         self._types = TypeMap(partial(catalog.pg_types, self._conn), config.binary_handling_mode)
         self._keep = column_filter(config)
-        self._conv: dict[str, tuple[TablePlan, list[tuple[str, Any]]]] = {}
-        self._layouts: dict[str, tuple[TablePlan, copy_lines.Layout]] = {}
-        self._binary: dict[str, tuple[TablePlan, copy_binary.BinaryLayout | None]] = {}
+        self._layouts: dict[
+            str, tuple[TablePlan, copy_lines.Layout, copy_binary.BinaryLayout | None]
+        ] = {}
         self._spans: dict[str, tuple[TablePlan, list[int] | None]] = {}
         #: read incremental chunks in binary where the table allows (set by the engine when
         #: every pipeline of the source loads binary chunks, ADR 0005)
@@ -193,8 +193,9 @@ class PostgresChunkReader:
         upto: TextKey | None,
         predicate: str | None,
     ) -> ChunkRows:
-        layout = self._layout(plan)
-        binary = self._binary_layout(plan, layout)
+        layout, binary = self._layout(plan)
+        if not self.binary_chunks:
+            binary = None
         query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT{}").format(
             sql.SQL(", ").join(map(sql.Identifier, layout.columns)),
             _ident(plan.schema.name),
@@ -217,41 +218,27 @@ class PostgresChunkReader:
         last = layout.key_text(data[start:-1]) if rows else None
         return ChunkRows([], last, chunk)
 
-    def _binary_layout(
-        self, plan: TablePlan, layout: copy_lines.Layout
-    ) -> copy_binary.BinaryLayout | None:
-        """How to read the plan's chunks in binary, or None to read them as text: binary only
-        when asked for (:attr:`binary_chunks`), for exact values of types :mod:`.copy_binary`
-        decodes, in the columns' own types (no domains: the destination may lack them)."""
-        if not self.binary_chunks or not layout.exact:
-            return None
-        cached = self._binary.get(plan.schema.name)
-        if cached is None or cached[0] is not plan:
-            oids = self._oids(plan.schema.name)
-            wire = tuple(oids.get(c, 0) for c in layout.columns)
-            found = None
-            if copy_binary.BinaryLayout.supports(wire):
-                found = copy_binary.BinaryLayout(
-                    layout.columns, wire, layout.converters, layout.nkey
-                )
-            cached = self._binary[plan.schema.name] = (plan, found)
-        return cached[1]
-
-    def _layout(self, plan: TablePlan) -> copy_lines.Layout:
+    def _layout(self, plan: TablePlan) -> tuple[copy_lines.Layout, copy_binary.BinaryLayout | None]:
+        """How the plan's chunks read as text, and as binary (None: a column of a type
+        :mod:`.copy_binary` does not decode, or values re-encoded, e.g. bytea as base64); from
+        one catalogue read per plan."""
         cached = self._layouts.get(plan.schema.name)
         if cached is None or cached[0] is not plan:
             names = [c.name for c in plan.schema.columns]
-            order = [*plan.key, *(n for n in names if n not in plan.key)]
-            convert = dict(self._converters(plan))
+            order = tuple([*plan.key, *(n for n in names if n not in plan.key)])
             oids = self._oids(plan.schema.name)
+            wire = tuple(oids.get(n, 25) for n in order)
+            mappings = [self._types.mapping(oid) for oid in wire]
             exact = self.config.binary_handling_mode == "bytes" or not any(
-                self._types.mapping(oids.get(n, 25)).base_oid == BYTEA for n in names
+                m.base_oid == BYTEA for m in mappings
             )
-            layout = copy_lines.Layout(
-                tuple(order), tuple(convert[n] for n in order), len(plan.key), exact
-            )
-            cached = self._layouts[plan.schema.name] = (plan, layout)
-        return cached[1]
+            convert = tuple(m.convert for m in mappings)
+            layout = copy_lines.Layout(order, convert, len(plan.key), exact)
+            binary = None
+            if exact and copy_binary.BinaryLayout.supports(wire):
+                binary = copy_binary.BinaryLayout(order, wire, convert, len(plan.key))
+            cached = self._layouts[plan.schema.name] = (plan, layout, binary)
+        return cached[1], cached[2]
 
     def _start_copy(self, statement: bytes) -> pq.abc.PGconn:
         """Send a ``COPY ... TO STDOUT`` and wait until its data flows; the libpq connection."""
@@ -370,7 +357,7 @@ class PostgresChunkReader:
 
         The COPY stays open between chunks; a scan abandoned half-way (cancel, stop, a failed
         write) drops the connection, which ends the query at once, and opens a new one."""
-        layout = self._layout(plan)
+        layout, _ = self._layout(plan)
         query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT").format(
             sql.SQL(", ").join(map(sql.Identifier, layout.columns)),
             _ident(plan.schema.name),
@@ -442,18 +429,6 @@ class PostgresChunkReader:
                 (_ident(table).as_string(self._conn),),
             ).fetchall()
         )
-
-    def _converters(self, plan: TablePlan) -> list[tuple[str, Any]]:
-        table = plan.schema.name
-        cached = self._conv.get(table)
-        if cached is None or cached[0] is not plan:
-            oids = self._oids(table)
-            conv = [
-                (c.name, self._types.mapping(oids.get(c.name, 25)).convert)
-                for c in plan.schema.columns
-            ]
-            cached = self._conv[table] = (plan, conv)
-        return cached[1]
 
 
 def _ident(table: str) -> sql.Identifier:
